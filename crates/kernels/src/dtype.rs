@@ -1,0 +1,116 @@
+//! Element types of weights and activations.
+//!
+//! Block formats follow ggml exactly (`ggml-common.h`): a row of `n` elements
+//! is stored as `n / block_len` consecutive blocks of `block_bytes` bytes.
+
+use std::fmt;
+
+/// An element type that memwall can compute with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(non_camel_case_types)]
+pub enum DType {
+    F32,
+    F16,
+    BF16,
+    /// 32 elements: f16 scale `d`, 16 bytes of 4-bit quants; x = d * (q - 8).
+    Q4_0,
+    /// 32 elements: f16 `d`, f16 `m`, 16 bytes of 4-bit quants; x = d * q + m.
+    Q4_1,
+    /// 32 elements: f16 `d`, 4 bytes of high bits, 16 bytes of low nibbles; x = d * (q - 16).
+    Q5_0,
+    /// 32 elements: f16 `d`, f16 `m`, 4 bytes of high bits, 16 bytes of low nibbles; x = d * q + m.
+    Q5_1,
+    /// 32 elements: f16 `d`, 32 signed bytes; x = d * q.
+    Q8_0,
+}
+
+impl DType {
+    pub const ALL: [DType; 8] = [
+        DType::F32,
+        DType::F16,
+        DType::BF16,
+        DType::Q4_0,
+        DType::Q4_1,
+        DType::Q5_0,
+        DType::Q5_1,
+        DType::Q8_0,
+    ];
+
+    /// Elements per block (1 for plain floats).
+    pub const fn block_len(self) -> usize {
+        match self {
+            DType::F32 | DType::F16 | DType::BF16 => 1,
+            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 => 32,
+        }
+    }
+
+    /// Bytes per block.
+    pub const fn block_bytes(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 | DType::BF16 => 2,
+            DType::Q4_0 => 18,
+            DType::Q4_1 => 20,
+            DType::Q5_0 => 22,
+            DType::Q5_1 => 24,
+            DType::Q8_0 => 34,
+        }
+    }
+
+    pub const fn is_quantized(self) -> bool {
+        self.block_len() > 1
+    }
+
+    /// Bytes of a row of `n` elements, or `None` when `n` is not a whole
+    /// number of blocks or the size overflows.
+    pub fn row_bytes(self, n: usize) -> Option<usize> {
+        if n % self.block_len() != 0 {
+            return None;
+        }
+        (n / self.block_len()).checked_mul(self.block_bytes())
+    }
+
+    /// The lower-case name used on the command line and in GGUF tooling.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
+            DType::Q4_0 => "q4_0",
+            DType::Q4_1 => "q4_1",
+            DType::Q5_0 => "q5_0",
+            DType::Q5_1 => "q5_1",
+            DType::Q8_0 => "q8_0",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<DType> {
+        DType::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_bytes_rejects_partial_blocks() {
+        assert_eq!(DType::Q4_0.row_bytes(64), Some(36));
+        assert_eq!(DType::Q4_0.row_bytes(33), None);
+        assert_eq!(DType::F16.row_bytes(3), Some(6));
+        assert_eq!(DType::Q8_0.row_bytes(usize::MAX - 31), None);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for t in DType::ALL {
+            assert_eq!(DType::from_name(t.name()), Some(t));
+        }
+    }
+}
