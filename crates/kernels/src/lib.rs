@@ -22,5 +22,3 @@ pub mod pool;
 pub mod quant;
 
 pub use dtype::DType;
-pub use matmul::{matmul, MatRef};
-pub use pool::ThreadPool;
