@@ -1,7 +1,27 @@
 //! # memwall-engine
 //!
-//! The serving core: sampling, stop conditions and the generation loop. The
-//! paged KV block pool and the continuous-batching scheduler land here too.
+//! The serving core. An [`Engine`] runs many requests at once: a paged KV
+//! cache of f16 blocks ([`paged_kv`], over the [`block_pool`] with its prefix
+//! cache and copy-on-write), a continuous-batching [`scheduler`] that is only
+//! token accounting (chunked prefill, preemption by recompute), and a step
+//! loop that runs one batched forward pass per step and samples each request
+//! with its own seeded [`Sampler`]. [`Session`] is the simple single-sequence
+//! loop on a contiguous f32 cache; [`bench`] measures offline throughput.
 
+pub mod bench;
+pub mod block_pool;
+pub mod engine;
+pub mod metrics;
+pub mod paged_kv;
 pub mod sampler;
+pub mod scheduler;
+pub mod session;
 pub mod stop;
+
+pub use engine::{Completion, Engine, EngineConfig, EngineError, Event, Request, RequestHandle, RequestId};
+pub use metrics::{EngineMetrics, RequestMetrics, StepMetrics};
+pub use paged_kv::{KvCacheConfig, KvMemory, PagedKvCache};
+pub use sampler::{Sampler, SamplingParams};
+pub use scheduler::{Scheduler, SchedulerConfig, SchedulerOutput};
+pub use session::{GenerateParams, Generation, GenerationMetrics, Session};
+pub use stop::FinishReason;

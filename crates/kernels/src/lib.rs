@@ -22,3 +22,5 @@ pub mod pool;
 pub mod quant;
 
 pub use dtype::DType;
+pub use matmul::{matmul, MatRef};
+pub use pool::ThreadPool;

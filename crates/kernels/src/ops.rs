@@ -1,1 +1,216 @@
-//! (in progress)
+//! Per-token operations of a decoder, on f32 rows.
+//!
+//! Numerics follow ggml-cpu (`ops.cpp`, `vec.h`) where the two frameworks we
+//! compare against differ:
+//! - norms accumulate their sums in f64 (ggml's `ggml_float`), then scale in
+//!   f32: `out = (x * (1 / sqrt(mean(x^2) + eps))) * weight` (LayerNorm:
+//!   `((x - mean) * scale) * weight + bias`), with ggml's order of roundings;
+//! - RoPE angles are `pos as f32 * inv_freq[i]` in f32, as Hugging Face
+//!   transformers (`inv_freq` computed once in f32, then `pos * inv_freq`);
+//!   ggml's running product `theta *= theta_scale` agrees within a few f32
+//!   ulps of the angle. `sin`/`cos` are f32 libm. The caller passes
+//!   `inv_freq` with any frequency scaling (Llama-3, YaRN...) already applied;
+//! - GELU is the tanh approximation (GPT-2's `gelu_new`, `ggml_gelu`).
+//!
+//! The reductions ([`dot_f32`], [`softmax`]) use eight fixed lanes, so their
+//! results depend only on the length, never on alignment or batch.
+
+/// RMSNorm. `x`, `weight`, `out`: `[d]`.
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    assert!(x.len() == weight.len() && x.len() == out.len());
+    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
+    // As ggml: mean + eps in f64, then an f32 square root.
+    let scale = 1.0 / ((sum / x.len().max(1) as f64 + eps as f64) as f32).sqrt();
+    for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
+        *o = v * scale * w;
+    }
+}
+
+/// LayerNorm. `x`, `weight`, `bias`, `out`: `[d]`.
+pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+    assert!(x.len() == weight.len() && x.len() == bias.len() && x.len() == out.len());
+    let n = x.len().max(1) as f64;
+    let mean = (x.iter().map(|&v| v as f64).sum::<f64>() / n) as f32;
+    let var: f64 = x.iter().map(|&v| ((v - mean) * (v - mean)) as f64).sum::<f64>() / n;
+    let scale = 1.0 / (var as f32 + eps).sqrt();
+    for (((o, &v), &w), &b) in out.iter_mut().zip(x).zip(weight).zip(bias) {
+        *o = (v - mean) * scale * w + b;
+    }
+}
+
+#[inline]
+fn rotate(a: f32, b: f32, angle: f32) -> (f32, f32) {
+    let (sin, cos) = angle.sin_cos();
+    (a * cos - b * sin, a * sin + b * cos)
+}
+
+/// NeoX-style RoPE (GPT-NeoX, Qwen2, Phi-3 and Hugging Face Llama layouts):
+/// rotates pairs `(i, i + rot_dim / 2)` by `pos * inv_freq[i]`.
+///
+/// `x`: `[head_dim]`, `inv_freq`: `[rot_dim / 2]`, `rot_dim <= head_dim`;
+/// elements from `rot_dim` on are untouched.
+pub fn rope_neox(x: &mut [f32], pos: usize, inv_freq: &[f32]) {
+    let half = inv_freq.len();
+    assert!(2 * half <= x.len(), "rot_dim {} > head_dim {}", 2 * half, x.len());
+    for (i, &f) in inv_freq.iter().enumerate() {
+        let (a, b) = rotate(x[i], x[i + half], pos as f32 * f);
+        x[i] = a;
+        x[i + half] = b;
+    }
+}
+
+/// Interleaved RoPE (ggml's "normal" mode, llama-arch GGUFs): rotates pairs
+/// `(2i, 2i + 1)` by `pos * inv_freq[i]`. Shapes as [`rope_neox`].
+pub fn rope_interleaved(x: &mut [f32], pos: usize, inv_freq: &[f32]) {
+    assert!(2 * inv_freq.len() <= x.len(), "rot_dim {} > head_dim {}", 2 * inv_freq.len(), x.len());
+    for (i, &f) in inv_freq.iter().enumerate() {
+        let (a, b) = rotate(x[2 * i], x[2 * i + 1], pos as f32 * f);
+        x[2 * i] = a;
+        x[2 * i + 1] = b;
+    }
+}
+
+#[inline]
+fn silu1(v: f32) -> f32 {
+    v / (1.0 + (-v).exp())
+}
+
+/// In place `x = x * sigmoid(x)`. `x`: `[n]`.
+pub fn silu(x: &mut [f32]) {
+    for v in x {
+        *v = silu1(*v);
+    }
+}
+
+/// In place tanh-approximated GELU. `x`: `[n]`.
+pub fn gelu(x: &mut [f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const A: f32 = 0.044_715;
+    for v in x {
+        let u = *v;
+        *v = 0.5 * u * (1.0 + (SQRT_2_OVER_PI * u * (1.0 + A * u * u)).tanh());
+    }
+}
+
+/// `out = silu(gate) * up`. All `[n]`.
+pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    assert!(gate.len() == up.len() && gate.len() == out.len());
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *o = silu1(g) * u;
+    }
+}
+
+/// In place softmax over `x`: `[n]`. `-inf` entries become 0; a row that is
+/// all `-inf` becomes all 0 (rather than NaN).
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    if max == f32::NEG_INFINITY {
+        x.fill(0.0);
+        return;
+    }
+    let mut sum = 0.0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x {
+        *v *= inv;
+    }
+}
+
+/// `sum_i a[i] * b[i]`, accumulated in eight lanes. `a`, `b`: `[n]`.
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let mut acc = [0.0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ac.zip(bc) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    let s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    s + tail
+}
+
+/// `y += a * x`. `x`, `y`: `[n]`.
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), y.len());
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rms_norm_of_constant_is_weight() {
+        let mut out = [0.0; 4];
+        rms_norm(&[2.0; 4], &[1.0, 2.0, 3.0, 4.0], 0.0, &mut out);
+        assert_eq!(out, [1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn layer_norm_centres_and_scales() {
+        let mut out = [0.0; 4];
+        layer_norm(&[1.0, 2.0, 3.0, 4.0], &[1.0; 4], &[0.5; 4], 0.0, &mut out);
+        let s = 1.0 / 1.25f32.sqrt();
+        for (o, e) in out.iter().zip([-1.5 * s, -0.5 * s, 0.5 * s, 1.5 * s]) {
+            assert!((o - (e + 0.5)).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn rope_rotates_pairs_and_leaves_the_rest() {
+        let inv = [1.0f32, 0.5];
+        let mut a = [1.0, 2.0, 3.0, 4.0, 9.0];
+        rope_neox(&mut a, 3, &inv);
+        let (s0, c0) = 3.0f32.sin_cos();
+        let (s1, c1) = 1.5f32.sin_cos();
+        assert_eq!(a[0], 1.0 * c0 - 3.0 * s0);
+        assert_eq!(a[2], 1.0 * s0 + 3.0 * c0);
+        assert_eq!(a[1], 2.0 * c1 - 4.0 * s1);
+        assert_eq!(a[4], 9.0);
+        let mut b = [1.0, 3.0, 2.0, 4.0, 9.0];
+        rope_interleaved(&mut b, 3, &inv);
+        assert_eq!([b[0], b[1], b[2], b[4]], [a[0], a[2], a[1], 9.0]);
+        let mut z = [1.0, 2.0];
+        rope_neox(&mut z, 0, &[0.3]);
+        assert_eq!(z, [1.0, 2.0]);
+    }
+
+    #[test]
+    fn activations_match_definitions() {
+        let mut x = [-2.0f32, 0.0, 1.5];
+        silu(&mut x);
+        assert!((x[0] - (-2.0 / (1.0 + 2f32.exp()))).abs() < 1e-7 && x[1] == 0.0);
+        let mut g = [1.0f32, -1.0, 0.0];
+        gelu(&mut g);
+        assert!((g[0] - 0.841_192).abs() < 1e-5 && (g[1] + 0.158_808).abs() < 1e-5 && g[2] == 0.0);
+        let mut o = [0.0; 2];
+        swiglu(&[1.0, -1.0], &[2.0, 3.0], &mut o);
+        assert!((o[0] - 2.0 * 0.731_058_6).abs() < 1e-6);
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_handles_masks() {
+        let mut x = [1.0, 2.0, f32::NEG_INFINITY, 3.0];
+        softmax(&mut x);
+        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6 && x[2] == 0.0 && x[3] > x[1]);
+        let mut m = [f32::NEG_INFINITY; 3];
+        softmax(&mut m);
+        assert_eq!(m, [0.0; 3]);
+    }
+
+    #[test]
+    fn dot_and_axpy() {
+        let a: Vec<f32> = (0..19).map(|i| i as f32).collect();
+        assert_eq!(dot_f32(&a, &a), (0..19).map(|i| (i * i) as f32).sum::<f32>());
+        let mut y = vec![1.0; 19];
+        axpy(2.0, &a, &mut y);
+        assert_eq!(y[18], 37.0);
+    }
+}

@@ -1,0 +1,73 @@
+//! `memwall generate`: one prompt, streamed continuation, a summary line.
+
+use crate::model_args::ModelArgs;
+use crate::sampling_args::SamplingArgs;
+use anyhow::Result;
+use memwall_engine::{GenerateParams, Session};
+use memwall_formats::tokenizer::EncodeOptions;
+use std::io::Write;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The prompt (special tokens such as <|im_start|> are recognised).
+    #[arg(long, short = 'p')]
+    prompt: String,
+    /// Generate at most N tokens.
+    #[arg(long, short = 'n', default_value_t = 128)]
+    max_tokens: usize,
+    /// Stop before this text (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Print one JSON object {"prompt_ids", "ids", "text"} instead of streaming.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let params = GenerateParams {
+        max_tokens: args.max_tokens,
+        sampling: args.sampling.params()?,
+        stop: args.stop.clone(),
+        ignore_eos: false,
+    };
+    let loaded = args.model.load()?;
+    let pool = args.model.pool();
+    let tok = &loaded.tokenizer;
+    let opts = EncodeOptions { add_bos: tok.add_bos_by_default(), parse_special: true };
+    let prompt_ids = tok.encode(&args.prompt, opts);
+    let mut session = Session::new(&loaded.model, tok, &pool);
+    let mut stdout = std::io::stdout().lock();
+    let json = args.json;
+    let generation = session.generate(&prompt_ids, &params, &mut |piece| {
+        if !json {
+            let _ = stdout.write_all(piece.as_bytes());
+            let _ = stdout.flush();
+        }
+    })?;
+    if json {
+        let out = serde_json::json!({
+            "prompt_ids": generation.prompt_ids,
+            "ids": generation.ids,
+            "text": generation.text,
+        });
+        writeln!(stdout, "{out}")?;
+    } else {
+        writeln!(stdout)?;
+    }
+    let m = &generation.metrics;
+    eprintln!(
+        "prompt {} tokens, generated {} tokens, TTFT {:.1} ms, TPOT {:.2} ms, {:.1} tokens/s ({} threads, finish: {})",
+        generation.prompt_ids.len(),
+        generation.ids.len(),
+        m.ttft.as_secs_f64() * 1e3,
+        m.tpot.as_secs_f64() * 1e3,
+        m.decode_tokens_per_s(generation.ids.len()),
+        pool.n_threads(),
+        generation.finish.as_str(),
+    );
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! The engine end to end on a tiny fixture model: batch invariance (alone vs
+//! among 63 others, chunked or not, after preemption, parallel samples),
+//! prefix caching, cancellation, refusal and shutdown.
+
+use memwall_engine::{
+    Completion, Engine, EngineConfig, EngineError, Event, FinishReason, GenerateParams, KvCacheConfig, Request,
+    SamplingParams, SchedulerConfig,
+};
+use memwall_model::load;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Bytes of one 16-token block of the llama fixture (2 layers, kv_dim 32, f16).
+const BLOCK_BYTES: usize = 2 * 2 * 16 * 32 * 2;
+
+fn engine(max_batch_tokens: usize, blocks: usize) -> Engine {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models/llama.gguf");
+    let loaded = load(&path, &mut |_, _| {}).unwrap();
+    let config = EngineConfig {
+        kv: KvCacheConfig { block_size: 16, memory_bytes: blocks * BLOCK_BYTES },
+        scheduler: SchedulerConfig { max_batch_tokens, max_running: 64, prefix_caching: true },
+        threads: 2,
+        peak_bandwidth: None,
+    };
+    Engine::new(Arc::new(loaded.model), Arc::new(loaded.tokenizer), config).unwrap()
+}
+
+fn prompt(i: usize, len: usize) -> Vec<u32> {
+    (0..len).map(|j| 3 + ((i * 131 + j * 17 + j * j) % 500) as u32).collect()
+}
+
+fn request(i: usize, seeded: bool) -> Request {
+    let sampling = if seeded {
+        SamplingParams { seed: Some(1000 + i as u64), ..SamplingParams::default() }
+    } else {
+        SamplingParams::greedy()
+    };
+    let params = GenerateParams { max_tokens: 8 + i % 13, sampling, stop: vec![], ignore_eos: true };
+    Request::new(prompt(i, 5 + (i * 7) % 40), params)
+}
+
+fn alone(r: &Request) -> Completion {
+    engine(4096, 64).submit(r.clone()).unwrap().wait().unwrap().remove(0)
+}
+
+/// Runs all requests at once and checks each against its run alone.
+fn check_invariance(engine: &Engine, requests: &[Request]) {
+    let handles: Vec<_> = requests.iter().map(|r| engine.submit(r.clone()).unwrap()).collect();
+    for (i, (h, r)) in handles.into_iter().zip(requests).enumerate() {
+        let got = h.wait().unwrap().remove(0);
+        let want = alone(r);
+        assert_eq!(got.ids, want.ids, "request {i} changed in the batch");
+        assert_eq!(got.finish, Some(FinishReason::Length));
+        assert_eq!(got.ids.len(), r.params.max_tokens);
+    }
+}
+
+#[test]
+fn same_tokens_alone_or_among_63_others_greedy_and_seeded() {
+    let requests: Vec<Request> = (0..64).map(|i| request(i, i % 2 == 1)).collect();
+    let e = engine(4096, 256);
+    check_invariance(&e, &requests);
+    assert_eq!(e.metrics().preemptions, 0);
+}
+
+#[test]
+fn same_tokens_with_chunked_prefill() {
+    let requests: Vec<Request> = (0..16).map(|i| request(i, i % 2 == 0)).collect();
+    // 7 tokens per step: every prompt is prefilled in chunks next to decodes.
+    check_invariance(&engine(7, 256), &requests);
+}
+
+#[test]
+fn overfilled_pool_preempts_and_every_request_completes_unchanged() {
+    let requests: Vec<Request> = (0..24).map(|i| request(i, i % 2 == 0)).collect();
+    // 12 blocks of 16 = 192 positions for 24 requests of up to 63 positions.
+    let e = engine(64, 12);
+    check_invariance(&e, &requests);
+    let m = e.metrics();
+    assert!(m.preemptions > 0, "the pool was meant to overflow");
+    assert_eq!(m.kv_blocks_used, 0, "blocks leaked");
+}
+
+#[test]
+fn second_request_with_the_same_200_token_prefix_computes_only_the_suffix() {
+    let e = engine(4096, 64);
+    let shared = prompt(7, 200);
+    let params = GenerateParams { max_tokens: 4, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
+    let mut first = shared.clone();
+    first.extend([5, 6, 7]);
+    let a = e.submit(Request::new(first, params.clone())).unwrap().wait().unwrap().remove(0);
+    assert_eq!(a.metrics.cached_tokens, 0);
+    let before = e.metrics().computed_tokens;
+    let mut second = shared.clone();
+    second.extend([9, 10, 11, 12, 13]);
+    let b = e.submit(Request::new(second.clone(), params.clone())).unwrap().wait().unwrap().remove(0);
+    // 12 full blocks of 16 tokens (192) come from the cache.
+    assert_eq!(b.metrics.cached_tokens, 192);
+    let computed = e.metrics().computed_tokens - before;
+    assert_eq!(computed as usize, (205 - 192) + (4 - 1), "suffix and decodes only");
+    // And the result is the one computed from scratch.
+    let fresh = engine(4096, 64).submit(Request::new(second, params)).unwrap().wait().unwrap().remove(0);
+    assert_eq!(b.ids, fresh.ids);
+}
+
+#[test]
+fn parallel_samples_share_the_prompt_and_match_separate_requests() {
+    let e = engine(4096, 64);
+    let params = GenerateParams {
+        max_tokens: 12,
+        sampling: SamplingParams { seed: Some(40), ..SamplingParams::default() },
+        stop: vec![],
+        ignore_eos: true,
+    };
+    // 21 tokens: the second block is partial and shared until each sample writes it.
+    let r = Request { n: 3, ..Request::new(prompt(3, 21), params.clone()) };
+    let samples = e.submit(r.clone()).unwrap().wait().unwrap();
+    assert_eq!(samples.len(), 3);
+    for (i, s) in samples.iter().enumerate() {
+        let mut p = params.clone();
+        p.sampling.seed = Some(40 + i as u64);
+        let want = alone(&Request::new(r.prompt.clone(), p));
+        assert_eq!(s.ids, want.ids, "sample {i}");
+    }
+    assert_ne!(samples[0].ids, samples[1].ids);
+    assert_eq!(e.metrics().kv_blocks_used, 0);
+}
+
+#[test]
+fn cancel_frees_blocks_and_reports_cancelled() {
+    let e = engine(4, 64);
+    let params = GenerateParams { max_tokens: 200, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
+    let h = e.submit(Request::new(prompt(1, 50), params)).unwrap();
+    // Wait for the first token, then cancel.
+    while !matches!(h.recv(), Some(Event::Token { .. })) {}
+    e.cancel(h.id());
+    let mut reason = None;
+    while let Some(ev) = h.recv() {
+        if let Event::Finished { reason: r, .. } = ev {
+            reason = Some(r);
+        }
+    }
+    assert_eq!(reason, Some(FinishReason::Cancelled));
+    // A request after it sees the whole pool free.
+    e.submit(request(2, false)).unwrap().wait().unwrap();
+    let m = e.metrics();
+    assert_eq!(m.kv_blocks_used, 0);
+    assert_eq!(m.requests_cancelled, 1);
+}
+
+#[test]
+fn bad_requests_are_refused_at_submit() {
+    let e = engine(64, 4);
+    let params = GenerateParams { max_tokens: 10, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
+    let too_big = e.submit(Request::new(prompt(0, 60), params.clone()));
+    assert!(matches!(too_big, Err(EngineError::NeverFits { tokens: 70, capacity: 64 })), "{:?}", too_big.err());
+    assert!(matches!(e.submit(Request::new(vec![], params.clone())), Err(EngineError::EmptyPrompt)));
+    assert!(matches!(
+        e.submit(Request::new(vec![600], params.clone())),
+        Err(EngineError::TokenOutOfRange { id: 600, vocab: 512 })
+    ));
+    assert!(matches!(e.submit(Request::new(prompt(0, 300), params)), Err(EngineError::PromptTooLong { .. })));
+}
+
+#[test]
+fn shutdown_cancels_pending_requests() {
+    let e = engine(4, 64);
+    let params = GenerateParams { max_tokens: 200, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
+    let handles: Vec<_> = (0..3).map(|i| e.submit(Request::new(prompt(i, 30), params.clone())).unwrap()).collect();
+    e.shutdown();
+    for h in handles {
+        let mut last = None;
+        while let Some(ev) = h.recv() {
+            last = Some(ev);
+        }
+        assert!(
+            matches!(last, Some(Event::Finished { reason: FinishReason::Cancelled, .. })),
+            "pending requests end cancelled"
+        );
+    }
+}
+
+#[test]
+fn dropping_a_handle_cancels_its_request() {
+    let e = engine(4, 64);
+    let params = GenerateParams { max_tokens: 200, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: true };
+    drop(e.submit(Request::new(prompt(1, 50), params)).unwrap());
+    // Commands are handled in order: the cancel lands before this request.
+    e.submit(request(2, false)).unwrap().wait().unwrap();
+    let m = e.metrics();
+    assert_eq!((m.requests_cancelled, m.requests_finished), (1, 1));
+    assert_eq!(m.kv_blocks_used, 0);
+}

@@ -1,0 +1,243 @@
+//! Matrix products with weights read in place: `y[t][r] = sum_c w[r][c] * x[t][c]`.
+//!
+//! Design (after ggml's `ggml_compute_forward_mul_mat` and its `vec_dot`
+//! kernels in `ggml-cpu/quants.c` / `arch/x86/quants.c`):
+//!
+//! - Quantized weights are never expanded to f32. For Q4_0/Q5_0/Q8_0 the
+//!   activations are quantized once per call to 8-bit blocks of 32 (ggml's
+//!   Q8_0), for Q4_1/Q5_1 to Q8_1 (with `s = d * sum(q)`, which carries the
+//!   weight offset `m`); then each block contributes
+//!   `d_w * d_x * sum_i(q_w[i] * q_x[i])` (`+ m_w * s_x`), the integer part
+//!   exact. Activation scales stay f32 (ggml rounds them to f16).
+//! - F32/F16/BF16 weights are converted in registers and multiplied with the
+//!   f32 activations (FMA).
+//! - Each thread owns a contiguous range of output rows (a multiple of
+//!   [`ROW_TILE`]) and, for each tile of rows, multiplies every token of the
+//!   batch: each weight byte is read from memory once per call whatever
+//!   `n_tokens` is. Block-format kernels take `TOKEN_TILE` (4) tokens per
+//!   call and unpack each weight block once for all of them.
+//!
+//! Guarantees:
+//! - **Batch invariance**: `y[t][r]` is one call of the same dot kernel on
+//!   (row `r`, token `t`) whose accumulation order depends only on `cols`,
+//!   so it is bit-identical whatever `n_tokens`, the thread count or the
+//!   other tokens are.
+//! - Every SIMD kernel has a scalar twin in [`reference`]; `tests/matmul.rs`
+//!   holds them together and states the error bounds.
+//!
+//! The instruction set is detected once ([`Isa::detect`]); [`matmul_with`]
+//! forces one (for tests and benchmarks).
+
+use crate::dtype::DType;
+use crate::pool::{split_range, ThreadPool};
+use crate::quant::{quantize_row_q8, Q8Row, QK};
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+pub mod reference;
+
+/// Output rows processed together for every token of the batch.
+pub const ROW_TILE: usize = 4;
+
+/// A weight matrix `[rows = d_out, cols = d_in]` stored row-major in `dtype`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub dtype: DType,
+    /// `d_out`
+    pub rows: usize,
+    /// `d_in`; a multiple of the block length for block formats.
+    pub cols: usize,
+    /// `rows * dtype.row_bytes(cols)` bytes; each row is whole blocks.
+    pub data: &'a [u8],
+}
+
+impl<'a> MatRef<'a> {
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        self.dtype.row_bytes(self.cols).expect("cols is a whole number of blocks")
+    }
+
+    /// Row `r`: `row_bytes()` bytes.
+    pub fn row(&self, r: usize) -> &'a [u8] {
+        let rb = self.row_bytes();
+        &self.data[r * rb..(r + 1) * rb]
+    }
+
+    fn check(&self) {
+        let rb = self.dtype.row_bytes(self.cols);
+        assert!(rb.is_some(), "{}: cols {} is not a whole number of blocks", self.dtype, self.cols);
+        assert_eq!(
+            Some(self.data.len()),
+            rb.and_then(|rb| rb.checked_mul(self.rows)),
+            "{} matrix [{}, {}]: wrong data length",
+            self.dtype,
+            self.rows,
+            self.cols
+        );
+    }
+}
+
+/// A dot-kernel variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// Portable scalar code (the reference).
+    Reference,
+    /// x86-64 AVX2 + FMA + F16C.
+    Avx2,
+}
+
+impl Isa {
+    /// The best variant this CPU runs, detected once.
+    pub fn detect() -> Isa {
+        static BEST: OnceLock<Isa> = OnceLock::new();
+        *BEST.get_or_init(|| if Isa::Avx2.available() { Isa::Avx2 } else { Isa::Reference })
+    }
+
+    /// Whether this CPU can run the variant.
+    pub fn available(self) -> bool {
+        match self {
+            Isa::Reference => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx2 => false,
+        }
+    }
+}
+
+/// Dot of one weight row with quantized activations.
+/// SAFETY contract: the row is whole blocks matching `x`, and the CPU has the variant's features.
+pub(crate) type QDot = unsafe fn(w: &[u8], x: &Q8Row) -> f32;
+/// Dot of one weight row with f32 activations `[cols]`.
+pub(crate) type FDot = unsafe fn(w: &[u8], x: &[f32]) -> f32;
+/// Four tokens at once; each result bit-identical to the [`QDot`] of its token.
+pub(crate) type QDot4 = unsafe fn(w: &[u8], x: [&Q8Row; 4]) -> [f32; 4];
+
+/// Tokens handed to a kernel at once.
+const TOKEN_TILE: usize = 4;
+
+enum Kernel {
+    Quant(QDot, Option<QDot4>),
+    Float(FDot),
+}
+
+fn kernel(isa: Isa, dtype: DType) -> Kernel {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2 {
+        return avx2::kernel(dtype);
+    }
+    let _ = isa;
+    reference::kernel(dtype)
+}
+
+/// `y[t][r] = sum_c w[r][c] * x[t][c]` on the detected instruction set.
+///
+/// `x`: `[n_tokens, cols]`, `y`: `[n_tokens, rows]`. Panics when the shapes
+/// disagree (a caller bug).
+pub fn matmul(pool: &ThreadPool, w: &MatRef, x: &[f32], y: &mut [f32]) {
+    matmul_with(Isa::detect(), pool, w, x, y);
+}
+
+thread_local! {
+    /// Quantized activations of the calling thread, reused across calls.
+    static SCRATCH: RefCell<(Vec<i8>, Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+/// [`matmul`] on a given variant. Panics if `!isa.available()`.
+pub fn matmul_with(isa: Isa, pool: &ThreadPool, w: &MatRef, x: &[f32], y: &mut [f32]) {
+    assert!(isa.available(), "{isa:?} is not supported by this CPU");
+    w.check();
+    if w.rows == 0 || w.cols == 0 {
+        y.fill(0.0);
+        return;
+    }
+    assert_eq!(x.len() % w.cols, 0, "x is not [n_tokens, {}]", w.cols);
+    let n_tokens = x.len() / w.cols;
+    assert_eq!(y.len(), n_tokens * w.rows, "y is not [{n_tokens}, {}]", w.rows);
+    let out = SyncPtr(y.as_mut_ptr());
+    match kernel(isa, w.dtype) {
+        Kernel::Float(dot) => run_tiles(pool, w, n_tokens, out, |r, t0, o| {
+            for (k, o) in o.iter_mut().enumerate() {
+                let t = t0 + k;
+                // SAFETY: row and x have matching lengths; isa is available.
+                *o = unsafe { dot(w.row(r), &x[t * w.cols..(t + 1) * w.cols]) };
+            }
+        }),
+        Kernel::Quant(dot, dot4) => SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            let (qs, d, sums) = &mut *s;
+            let nb = x.len() / QK;
+            qs.resize(x.len(), 0);
+            d.resize(nb, 0.0);
+            sums.resize(nb, 0.0);
+            quantize_row_q8(x, qs, d, sums);
+            let bpr = w.cols / QK;
+            let tok = |t: usize| {
+                let b = t * bpr..(t + 1) * bpr;
+                Q8Row { qs: &qs[b.start * QK..b.end * QK], d: &d[b.clone()], s: &sums[b] }
+            };
+            run_tiles(pool, w, n_tokens, out, |r, t0, o| match (dot4, o.len()) {
+                // SAFETY: rows are whole blocks matching the token rows; isa is available.
+                (Some(dot4), TOKEN_TILE) => {
+                    let x = [tok(t0), tok(t0 + 1), tok(t0 + 2), tok(t0 + 3)];
+                    o.copy_from_slice(&unsafe { dot4(w.row(r), [&x[0], &x[1], &x[2], &x[3]]) });
+                }
+                _ => {
+                    for (k, o) in o.iter_mut().enumerate() {
+                        *o = unsafe { dot(w.row(r), &tok(t0 + k)) };
+                    }
+                }
+            })
+        }),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SyncPtr(*mut f32);
+// SAFETY: threads write disjoint elements (disjoint row ranges) and `run`
+// joins them before the borrow of `y` ends.
+unsafe impl Sync for SyncPtr {}
+unsafe impl Send for SyncPtr {}
+
+impl SyncPtr {
+    fn at(self, i: usize) -> *mut f32 {
+        // SAFETY: callers pass indices inside the slice the pointer came from.
+        unsafe { self.0.add(i) }
+    }
+}
+
+/// Split the rows over the pool; each thread walks its rows in tiles of
+/// [`ROW_TILE`] and, per tile, the tokens in groups of [`TOKEN_TILE`]:
+/// `dot(r, t0, out)` fills `out[k] = y[t0 + k][r]`.
+fn run_tiles(
+    pool: &ThreadPool,
+    w: &MatRef,
+    n_tokens: usize,
+    out: SyncPtr,
+    dot: impl Fn(usize, usize, &mut [f32]) + Sync,
+) {
+    let rows = w.rows;
+    pool.run(|i, n| {
+        let mine = split_range(rows, ROW_TILE, i, n);
+        let mut r0 = mine.start;
+        while r0 < mine.end {
+            let r1 = (r0 + ROW_TILE).min(mine.end);
+            for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
+                let nt = TOKEN_TILE.min(n_tokens - t0);
+                for r in r0..r1 {
+                    let mut v = [0f32; TOKEN_TILE];
+                    dot(r, t0, &mut v[..nt]);
+                    for (k, &v) in v[..nt].iter().enumerate() {
+                        // SAFETY: (t, r) is inside y and owned by this thread only.
+                        unsafe { *out.at((t0 + k) * rows + r) = v };
+                    }
+                }
+            }
+            r0 = r1;
+        }
+    });
+}

@@ -1,0 +1,100 @@
+//! Scalar reference dot kernels, one per weight type.
+//!
+//! Quantized rows follow ggml's `ggml_vec_dot_*_generic`: an exact integer
+//! sum per block, then `sumf += sumi * (d_w * d_x)` (`+ m_w * s_x`) in block
+//! order. Float rows accumulate `w[c] * x[c]` in f32, in column order.
+
+use super::{FDot, Kernel, QDot};
+use crate::dtype::DType;
+use crate::quant::{block_ints, f16_at, Q8Row, QK};
+use half::{bf16, f16};
+
+pub(super) fn kernel(dtype: DType) -> Kernel {
+    match dtype {
+        DType::F32 => Kernel::Float(dot_f32 as FDot),
+        DType::F16 => Kernel::Float(dot_f16 as FDot),
+        DType::BF16 => Kernel::Float(dot_bf16 as FDot),
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => Kernel::Quant(
+            match dtype {
+                DType::Q4_0 => dot_q4_0 as QDot,
+                DType::Q5_0 => dot_q5_0 as QDot,
+                _ => dot_q8_0 as QDot,
+            },
+            None,
+        ),
+        DType::Q4_1 => Kernel::Quant(dot_q4_1 as QDot, None),
+        DType::Q5_1 => Kernel::Quant(dot_q5_1 as QDot, None),
+    }
+}
+
+/// `w`: `[cols]` f32 (little-endian bytes), `x`: `[cols]`.
+pub fn dot_f32(w: &[u8], x: &[f32]) -> f32 {
+    let mut s = 0.0f32;
+    for (c, &x) in w.chunks_exact(4).zip(x) {
+        s += f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * x;
+    }
+    s
+}
+
+/// `w`: `[cols]` f16, `x`: `[cols]`.
+pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
+    let mut s = 0.0f32;
+    for (c, &x) in w.chunks_exact(2).zip(x) {
+        s += f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32() * x;
+    }
+    s
+}
+
+/// `w`: `[cols]` bf16, `x`: `[cols]`.
+pub fn dot_bf16(w: &[u8], x: &[f32]) -> f32 {
+    let mut s = 0.0f32;
+    for (c, &x) in w.chunks_exact(2).zip(x) {
+        s += bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32() * x;
+    }
+    s
+}
+
+fn dot_sym(dtype: DType, w: &[u8], x: &Q8Row) -> f32 {
+    let bb = dtype.block_bytes();
+    let mut sumf = 0.0f32;
+    for (i, b) in w.chunks_exact(bb).enumerate() {
+        let q = block_ints(dtype, b);
+        let xq = &x.qs[i * QK..(i + 1) * QK];
+        let sumi: i32 = q.iter().zip(xq).map(|(&a, &b)| a * b as i32).sum();
+        sumf += sumi as f32 * (f16_at(b, 0) * x.d[i]);
+    }
+    sumf
+}
+
+fn dot_offset(dtype: DType, w: &[u8], x: &Q8Row) -> f32 {
+    let bb = dtype.block_bytes();
+    let mut sumf = 0.0f32;
+    for (i, b) in w.chunks_exact(bb).enumerate() {
+        let q = block_ints(dtype, b);
+        let xq = &x.qs[i * QK..(i + 1) * QK];
+        let sumi: i32 = q.iter().zip(xq).map(|(&a, &b)| a * b as i32).sum();
+        sumf += sumi as f32 * (f16_at(b, 0) * x.d[i]) + f16_at(b, 2) * x.s[i];
+    }
+    sumf
+}
+
+/// Q4_0 row × Q8_0 activations.
+pub fn dot_q4_0(w: &[u8], x: &Q8Row) -> f32 {
+    dot_sym(DType::Q4_0, w, x)
+}
+/// Q5_0 row × Q8_0 activations.
+pub fn dot_q5_0(w: &[u8], x: &Q8Row) -> f32 {
+    dot_sym(DType::Q5_0, w, x)
+}
+/// Q8_0 row × Q8_0 activations.
+pub fn dot_q8_0(w: &[u8], x: &Q8Row) -> f32 {
+    dot_sym(DType::Q8_0, w, x)
+}
+/// Q4_1 row × Q8_1 activations.
+pub fn dot_q4_1(w: &[u8], x: &Q8Row) -> f32 {
+    dot_offset(DType::Q4_1, w, x)
+}
+/// Q5_1 row × Q8_1 activations.
+pub fn dot_q5_1(w: &[u8], x: &Q8Row) -> f32 {
+    dot_offset(DType::Q5_1, w, x)
+}

@@ -1,0 +1,190 @@
+//! The matmul kernels against an exact (f64) reference, and against each other.
+//!
+//! Reference: dequantize the weights to f32 (`dequantize_row`), quantize the
+//! activations with the kernel's own Q8 quantizer for block formats (the
+//! quantization error of x is part of the contract, not of the kernel), and
+//! sum in f64. Bound for every variant, per output:
+//!
+//! `|y - exact| <= (n_terms + 8) * f32::EPSILON * (sum_c |w_c x_c| + sum_blocks 2 |m_b| sum |x_b|)`
+//!
+//! where `n_terms` is `cols` for float weights (sequential f32 sum in the
+//! reference kernel) and `cols / 32` for block formats (one f32 rounding per
+//! block after an exact integer sum), and the `m` term only exists for
+//! Q4_1/Q5_1, whose kernels add `d*q*x` and `m*s` separately.
+
+use memwall_kernels::matmul::{matmul_with, Isa};
+use memwall_kernels::quant::{dequantize_row, quantize_row, quantize_row_q8};
+use memwall_kernels::{DType, MatRef, ThreadPool};
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn variants() -> Vec<Isa> {
+    [Isa::Reference, Isa::Avx2].into_iter().filter(|i| i.available()).collect()
+}
+
+/// Weights `[rows, cols]` in `dtype`: either quantized from random floats or,
+/// with `raw`, random bytes with sane f16 scales (every quant bit pattern).
+fn weights(dtype: DType, rows: usize, cols: usize, raw: bool, rng: &mut StdRng) -> Vec<u8> {
+    let rb = dtype.row_bytes(cols).unwrap();
+    let mut data = vec![0u8; rows * rb];
+    if raw && dtype.is_quantized() {
+        rng.fill(&mut data[..]);
+        for b in data.chunks_exact_mut(dtype.block_bytes()) {
+            let n_scales = if matches!(dtype, DType::Q4_1 | DType::Q5_1) { 2 } else { 1 };
+            for k in 0..n_scales {
+                let v = half::f16::from_f32(rng.gen_range(-0.1..0.1f32));
+                b[2 * k..2 * k + 2].copy_from_slice(&v.to_bits().to_le_bytes());
+            }
+        }
+        return data;
+    }
+    for r in 0..rows {
+        let row: Vec<f32> = (0..cols).map(|_| rng.gen_range(-1.0..1.0f32)).collect();
+        quantize_row(dtype, &row, &mut data[r * rb..(r + 1) * rb]);
+    }
+    data
+}
+
+/// Activations as the kernel sees them: exact for float weights, Q8-rounded
+/// for block formats; with the per-block sums `s` (`[n / 32]`, f16-rounded as
+/// ggml stores them) that Q4_1/Q5_1 multiply by their offsets `m`.
+fn effective_x(dtype: DType, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    if !dtype.is_quantized() {
+        return (x.to_vec(), vec![]);
+    }
+    let n = x.len();
+    let (mut qs, mut d, mut s) = (vec![0i8; n], vec![0f32; n / 32], vec![0f32; n / 32]);
+    quantize_row_q8(x, &mut qs, &mut d, &mut s);
+    (qs.iter().enumerate().map(|(i, &q)| q as f32 * d[i / 32]).collect(), s)
+}
+
+fn check_against_exact(dtype: DType, rows: usize, cols: usize, n_tokens: usize, raw: bool, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let data = weights(dtype, rows, cols, raw, &mut rng);
+    let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.gen_range(-2.0..2.0f32)).collect();
+    let w = MatRef { dtype, rows, cols, data: &data };
+    let mut wf = vec![0f32; rows * cols];
+    for r in 0..rows {
+        dequantize_row(dtype, w.row(r), &mut wf[r * cols..(r + 1) * cols]);
+    }
+    let (xe, sums): (Vec<Vec<f32>>, Vec<Vec<f32>>) = x.chunks(cols).map(|t| effective_x(dtype, t)).unzip();
+    let n_terms = if dtype.is_quantized() { cols / 32 } else { cols };
+    let pool = ThreadPool::new(2);
+    for isa in variants() {
+        let mut y = vec![f32::NAN; n_tokens * rows];
+        matmul_with(isa, &pool, &w, &x, &mut y);
+        for t in 0..n_tokens {
+            for r in 0..rows {
+                let (wr, xt) = (&wf[r * cols..(r + 1) * cols], &xe[t][..]);
+                let mut exact: f64 = wr.iter().zip(xt).map(|(&a, &b)| a as f64 * b as f64).sum();
+                let mut mag: f64 = wr.iter().zip(xt).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+                if matches!(dtype, DType::Q4_1 | DType::Q5_1) {
+                    // w = d q + m: the kernel adds m * s, with ggml's f16 s,
+                    // in place of m * sum(x).
+                    for (b, blk) in w.row(r).chunks_exact(dtype.block_bytes()).enumerate() {
+                        let m = half::f16::from_le_bytes([blk[2], blk[3]]).to_f32() as f64;
+                        let xb = &xt[b * 32..(b + 1) * 32];
+                        let sum_x: f64 = xb.iter().map(|&v| v as f64).sum();
+                        exact += m * (sums[t][b] as f64 - sum_x);
+                        let sx: f64 = xb.iter().map(|v| v.abs() as f64).sum();
+                        mag += 2.0 * m.abs() * sx;
+                    }
+                }
+                let bound = (n_terms + 8) as f64 * f32::EPSILON as f64 * mag + 1e-30;
+                let got = y[t * rows + r] as f64;
+                assert!(
+                    (got - exact).abs() <= bound,
+                    "{isa:?} {dtype} [{rows}x{cols}] t={t} r={r}: {got} vs {exact} (bound {bound})"
+                );
+            }
+        }
+    }
+}
+
+/// Batch invariance: every output is bit-identical whether its token runs
+/// alone or in the batch, and whatever the thread count.
+fn check_batch_invariance(dtype: DType, rows: usize, cols: usize, n_tokens: usize, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let data = weights(dtype, rows, cols, false, &mut rng);
+    let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.gen_range(-2.0..2.0f32)).collect();
+    let w = MatRef { dtype, rows, cols, data: &data };
+    let (p1, p3) = (ThreadPool::new(1), ThreadPool::new(3));
+    for isa in variants() {
+        let mut batch = vec![0f32; n_tokens * rows];
+        matmul_with(isa, &p3, &w, &x, &mut batch);
+        for t in 0..n_tokens {
+            let mut one = vec![0f32; rows];
+            matmul_with(isa, &p1, &w, &x[t * cols..(t + 1) * cols], &mut one);
+            let b: Vec<u32> = batch[t * rows..(t + 1) * rows].iter().map(|v| v.to_bits()).collect();
+            let o: Vec<u32> = one.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(b, o, "{isa:?} {dtype} token {t}");
+        }
+    }
+}
+
+fn any_dtype() -> impl Strategy<Value = DType> {
+    prop::sample::select(DType::ALL.to_vec())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn every_variant_matches_exact_dot(
+        dtype in any_dtype(), rows in 1usize..38, blocks in 1usize..17,
+        n_tokens in 1usize..8, raw in any::<bool>(), seed in any::<u64>(),
+    ) {
+        check_against_exact(dtype, rows, blocks * 32, n_tokens, raw, seed);
+    }
+
+    #[test]
+    fn float_weights_with_odd_cols(
+        dtype in prop::sample::select(vec![DType::F32, DType::F16, DType::BF16]),
+        rows in 1usize..20, cols in 1usize..300, n_tokens in 1usize..4, seed in any::<u64>(),
+    ) {
+        check_against_exact(dtype, rows, cols, n_tokens, false, seed);
+    }
+
+    #[test]
+    fn outputs_are_batch_invariant(
+        dtype in any_dtype(), rows in 1usize..38, blocks in 1usize..9,
+        n_tokens in 2usize..8, seed in any::<u64>(),
+    ) {
+        check_batch_invariance(dtype, rows, blocks * 32, n_tokens, seed);
+    }
+
+    #[test]
+    fn dequantize_row_accepts_any_bytes(dtype in any_dtype(), blocks in 1usize..5, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let n = blocks * 32;
+        let mut src = vec![0u8; dtype.row_bytes(n).unwrap()];
+        rng.fill(&mut src[..]);
+        let mut dst = vec![0f32; n];
+        dequantize_row(dtype, &src, &mut dst);
+    }
+}
+
+#[test]
+fn large_shape_all_types() {
+    for (i, dtype) in DType::ALL.into_iter().enumerate() {
+        check_against_exact(dtype, 67, 1536, 3, false, i as u64);
+        check_against_exact(dtype, 13, 512, 2, true, 100 + i as u64);
+    }
+}
+
+#[test]
+fn empty_batch_is_a_no_op() {
+    let data = vec![0u8; 4 * DType::Q4_0.row_bytes(64).unwrap()];
+    let w = MatRef { dtype: DType::Q4_0, rows: 4, cols: 64, data: &data };
+    let mut y: Vec<f32> = vec![];
+    memwall_kernels::matmul(&ThreadPool::new(2), &w, &[], &mut y);
+}
+
+#[test]
+#[should_panic(expected = "wrong data length")]
+fn short_weight_data_is_rejected() {
+    let data = vec![0u8; 10];
+    let w = MatRef { dtype: DType::Q8_0, rows: 1, cols: 32, data: &data };
+    memwall_kernels::matmul(&ThreadPool::new(1), &w, &[0.0; 32], &mut [0.0]);
+}

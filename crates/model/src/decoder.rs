@@ -1,0 +1,335 @@
+//! The generic decoder: one forward pass over a batch of ragged sequences.
+//!
+//! Every supported architecture is this loop with the differences of
+//! [`ArchTraits`] and whichever optional weights (biases, fused projections,
+//! q/k norms) the file has:
+//!
+//! ```text
+//! x = embed(tokens) [+ pos_embed]                        [n_tokens, d_model]
+//! for each layer:
+//!     h = norm(x); q, k, v = h·Wqkv (+b)                 [n_tokens, q_dim | kv_dim | kv_dim]
+//!     q, k = rope(qk_norm(q, k), positions); cache k, v
+//!     x += attend(q, cached k, v)·Wo (+b)
+//!     x += ffn(norm(x))
+//! logits = norm(x[wanted rows])·Wout                     [n_out, vocab]
+//! ```
+//!
+//! All tokens of all sequences in the batch go through each matmul together,
+//! so each weight is read once per step whatever the batch holds.
+
+use crate::attention::attend_batch;
+use crate::config::{ArchTraits, ModelConfig, RopeStyle};
+use crate::error::ModelError;
+use crate::kv::{KvCache, SeqId};
+use crate::layers::{AttentionWeights, FfnWeights, Linear, Norm, Qkv};
+use crate::weights::{Matrix, WeightSource};
+use memwall_kernels::{ops, ThreadPool};
+
+/// Which logits a sequence wants from a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogitsWanted {
+    /// None (a prefill chunk that does not reach the end of the prompt).
+    None,
+    /// The next-token logits after the last token.
+    Last,
+    /// Logits after every token (scoring, `memwall logits`).
+    All,
+}
+
+/// One sequence's share of a step: `tokens` at positions `start..`.
+#[derive(Clone, Copy, Debug)]
+pub struct SeqInput<'a> {
+    pub seq: SeqId,
+    pub tokens: &'a [u32],
+    /// Position of `tokens[0]`; positions `[0, start)` are already cached.
+    pub start: usize,
+    pub logits: LogitsWanted,
+}
+
+struct Layer {
+    attn_norm: Norm,
+    attn: AttentionWeights,
+    ffn_norm: Norm,
+    ffn: FfnWeights,
+}
+
+/// A loaded decoder, ready to run.
+pub struct Model {
+    pub config: ModelConfig,
+    traits: ArchTraits,
+    /// `None` for learned positions.
+    rope: Option<RopeStyle>,
+    /// `[rope_dim / 2]`
+    inv_freq: Vec<f32>,
+    /// `[vocab, d_model]`
+    token_embd: Matrix,
+    /// `[context_len, d_model]`, GPT-2 only.
+    position_embd: Option<Matrix>,
+    layers: Vec<Layer>,
+    output_norm: Norm,
+    /// `[vocab, d_model]`; `None` when tied to `token_embd`.
+    output: Option<Linear>,
+}
+
+/// Reusable buffers of a forward pass, grown to the largest batch seen.
+#[derive(Default)]
+pub struct Scratch {
+    x: Vec<f32>,
+    h: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    qkv: Vec<f32>,
+    attn: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    rows: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+    &mut v[..n]
+}
+
+impl Model {
+    /// Binds every weight of `config`'s architecture from `src`.
+    /// `progress(done, total)` is called after each layer.
+    pub fn bind(
+        src: &WeightSource,
+        config: ModelConfig,
+        rope: Option<RopeStyle>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Model, ModelError> {
+        let c = &config;
+        let traits = c.arch.traits();
+        let token_embd = src.matrix("token_embd.weight", c.vocab, c.d_model)?;
+        let position_embd = match traits.learned_positions {
+            true => Some(src.matrix("position_embd.weight", c.context_len, c.d_model)?),
+            false => None,
+        };
+        let mut layers = Vec::with_capacity(c.n_layers);
+        for i in 0..c.n_layers {
+            let blk = format!("blk.{i}");
+            layers.push(Layer {
+                attn_norm: Norm::bind(src, &format!("{blk}.attn_norm"), c.d_model, traits.norm, c.norm_eps)?,
+                attn: AttentionWeights::bind(src, &blk, c)?,
+                ffn_norm: Norm::bind(src, &format!("{blk}.ffn_norm"), c.d_model, traits.norm, c.norm_eps)?,
+                ffn: FfnWeights::bind(src, &blk, c, traits)?,
+            });
+            progress(i + 1, c.n_layers);
+        }
+        let output_norm = Norm::bind(src, "output_norm", c.d_model, traits.norm, c.norm_eps)?;
+        let output = Linear::opt_bind(src, "output", c.vocab, c.d_model)?;
+        let mut inv_freq = crate::rope::inv_freq(c);
+        // Llama 3 GGUF files store the frequency scaling as factors.
+        if let Some(factors) = src.opt_vector("rope_freqs.weight", c.rope_dim / 2)? {
+            for (f, s) in inv_freq.iter_mut().zip(factors) {
+                *f /= s;
+            }
+        }
+        let rope = if traits.learned_positions { None } else { rope };
+        Ok(Model { config, traits, rope, inv_freq, token_embd, position_embd, layers, output_norm, output })
+    }
+
+    /// Bytes of weights one forward step reads (every matrix once, the
+    /// embedding one row per token, not counted).
+    pub fn weight_bytes(&self) -> usize {
+        let layers: usize = self.layers.iter().map(|l| l.attn.weight_bytes() + l.ffn.weight_bytes()).sum();
+        let out = self.output.as_ref().map_or(self.token_embd.bytes().len(), Linear::weight_bytes);
+        layers + out
+    }
+
+    /// Every weight matrix, for accounting and warming.
+    fn matrices(&self) -> impl Iterator<Item = &Matrix> {
+        let layers = self.layers.iter().flat_map(|l| {
+            let qkv: Vec<&Matrix> = match &l.attn.qkv {
+                Qkv::Split { q, k, v } => vec![&q.w, &k.w, &v.w],
+                Qkv::Fused(f) => vec![&f.w],
+            };
+            let ffn = l.ffn.gate.iter().chain([&l.ffn.up, &l.ffn.down]).map(|lin| &lin.w);
+            qkv.into_iter().chain([&l.attn.output.w]).chain(ffn)
+        });
+        std::iter::once(&self.token_embd)
+            .chain(self.position_embd.iter())
+            .chain(layers)
+            .chain(self.output.iter().map(|o| &o.w))
+    }
+
+    /// Reads one byte of every page of every weight so that the file is in
+    /// memory before the first token (a cold start otherwise pays for page
+    /// faults inside the first forward pass). `progress(done, total)` in bytes.
+    pub fn warm(&self, progress: &mut dyn FnMut(u64, u64)) {
+        const PAGE: usize = 4096;
+        let total: u64 = self.matrices().map(|m| m.bytes().len() as u64).sum();
+        let mut done = 0u64;
+        let mut sink = 0u8;
+        for m in self.matrices() {
+            for chunk in m.bytes().chunks(1 << 22) {
+                sink ^= chunk.iter().step_by(PAGE).fold(0u8, |a, &b| a ^ b);
+                done += chunk.len() as u64;
+                progress(done, total);
+            }
+        }
+        std::hint::black_box(sink);
+    }
+
+    /// Total bytes of all weights (what the file holds).
+    pub fn total_weight_bytes(&self) -> usize {
+        let tied = if self.output.is_some() { self.token_embd.bytes().len() } else { 0 };
+        self.weight_bytes() + tied + self.position_embd.as_ref().map_or(0, |m| m.bytes().len())
+    }
+
+    /// Runs one step over `inputs` and returns the wanted logits,
+    /// `[n_out, vocab]`, in input order (every position of an `All` input,
+    /// one row for a `Last` input).
+    pub fn forward<'s>(
+        &self,
+        inputs: &[SeqInput<'_>],
+        kv: &mut dyn KvCache,
+        pool: &ThreadPool,
+        s: &'s mut Scratch,
+    ) -> Result<&'s [f32], ModelError> {
+        let c = &self.config;
+        let (d, q_dim, kv_dim) = (c.d_model, c.q_dim(), c.kv_dim());
+        let n: usize = inputs.iter().map(|i| i.tokens.len()).sum();
+        for input in inputs {
+            let end = input.start + input.tokens.len();
+            if end > c.context_len {
+                return Err(ModelError::PromptTooLong { prompt: end, context: c.context_len });
+            }
+            if let Some(&id) = input.tokens.iter().find(|&&t| t as usize >= c.vocab) {
+                return Err(ModelError::TokenOutOfRange { id, vocab: c.vocab });
+            }
+            kv.reserve(input.seq, end)
+                .map_err(|e| ModelError::PromptTooLong { prompt: e.requested, context: e.capacity })?;
+        }
+        let positions: Vec<usize> = inputs.iter().flat_map(|i| i.start..i.start + i.tokens.len()).collect();
+
+        // Embedding.
+        let x = grow(&mut s.x, n * d);
+        let tokens = inputs.iter().flat_map(|i| i.tokens.iter());
+        for ((row, &t), &pos) in x.chunks_exact_mut(d).zip(tokens).zip(&positions) {
+            self.token_embd.row_into(t as usize, row);
+            if let Some(pe) = &self.position_embd {
+                let h = grow(&mut s.h, d);
+                pe.row_into(pos, h);
+                for (a, b) in row.iter_mut().zip(h.iter()) {
+                    *a += b;
+                }
+            }
+        }
+
+        let ff_width = if self.layers.first().is_some_and(|l| l.ffn.gate.is_none()) { 2 * c.d_ff } else { c.d_ff };
+        grow(&mut s.h, n * d);
+        grow(&mut s.q, n * q_dim);
+        grow(&mut s.k, n * kv_dim);
+        grow(&mut s.v, n * kv_dim);
+        grow(&mut s.attn, n * q_dim.max(d));
+        grow(&mut s.gate, n * c.d_ff);
+        grow(&mut s.up, n * ff_width);
+        for (il, layer) in self.layers.iter().enumerate() {
+            let x = &mut s.x[..n * d];
+            let h = &mut s.h[..n * d];
+            let (q, k, v) = (&mut s.q[..n * q_dim], &mut s.k[..n * kv_dim], &mut s.v[..n * kv_dim]);
+
+            // Attention.
+            layer.attn_norm.apply(x, h);
+            match &layer.attn.qkv {
+                Qkv::Split { q: wq, k: wk, v: wv } => {
+                    wq.forward(pool, h, q);
+                    wk.forward(pool, h, k);
+                    wv.forward(pool, h, v);
+                }
+                Qkv::Fused(w) => {
+                    let width = q_dim + 2 * kv_dim;
+                    let qkv = grow(&mut s.qkv, n * width);
+                    w.forward(pool, h, qkv);
+                    for (t, row) in qkv.chunks_exact(width).enumerate() {
+                        q[t * q_dim..(t + 1) * q_dim].copy_from_slice(&row[..q_dim]);
+                        k[t * kv_dim..(t + 1) * kv_dim].copy_from_slice(&row[q_dim..q_dim + kv_dim]);
+                        v[t * kv_dim..(t + 1) * kv_dim].copy_from_slice(&row[q_dim + kv_dim..]);
+                    }
+                }
+            }
+            self.position_heads(q, &positions, layer.attn.q_norm.as_ref());
+            self.position_heads(k, &positions, layer.attn.k_norm.as_ref());
+            let mut at = 0;
+            for input in inputs {
+                let rows = at..at + input.tokens.len();
+                kv.write(
+                    il,
+                    input.seq,
+                    input.start,
+                    &k[rows.start * kv_dim..rows.end * kv_dim],
+                    &v[rows.start * kv_dim..rows.end * kv_dim],
+                );
+                at = rows.end;
+            }
+            let attn = &mut s.attn[..n * q_dim];
+            attend_batch(pool, c, inputs, &*kv, il, q, attn);
+            layer.attn.output.forward(pool, attn, h);
+            add_into(x, h);
+
+            // Feed-forward.
+            layer.ffn_norm.apply(x, h);
+            let out = &mut s.attn[..n * d];
+            layer.ffn.forward(pool, h, &mut s.gate, &mut s.up, out);
+            add_into(x, out);
+        }
+
+        // Output rows.
+        let mut wanted = Vec::new();
+        let mut at = 0;
+        for input in inputs {
+            match input.logits {
+                LogitsWanted::None => {}
+                LogitsWanted::Last => wanted.push(at + input.tokens.len() - 1),
+                LogitsWanted::All => wanted.extend(at..at + input.tokens.len()),
+            }
+            at += input.tokens.len();
+        }
+        let rows = grow(&mut s.rows, wanted.len() * d);
+        for (dst, &r) in rows.chunks_exact_mut(d).zip(&wanted) {
+            self.output_norm.apply(&s.x[r * d..(r + 1) * d], dst);
+        }
+        let logits = grow(&mut s.logits, wanted.len() * c.vocab);
+        match &self.output {
+            Some(out) => out.forward(pool, rows, logits),
+            None => memwall_kernels::matmul(pool, &self.token_embd.as_mat(), rows, logits),
+        }
+        Ok(&s.logits[..wanted.len() * c.vocab])
+    }
+
+    /// Applies the optional per-head norm and RoPE to `x` (`[n, n_h * head_dim]`).
+    fn position_heads(&self, x: &mut [f32], positions: &[usize], norm: Option<&Norm>) {
+        let hd = self.config.head_dim;
+        let width = x.len() / positions.len().max(1);
+        let mut tmp = vec![0f32; hd];
+        for (row, &pos) in x.chunks_exact_mut(width).zip(positions) {
+            for head in row.chunks_exact_mut(hd) {
+                if let Some(norm) = norm {
+                    tmp.copy_from_slice(head);
+                    norm.apply(&tmp, head);
+                }
+                match self.rope {
+                    Some(RopeStyle::Neox) => ops::rope_neox(head, pos, &self.inv_freq),
+                    Some(RopeStyle::Interleaved) => ops::rope_interleaved(head, pos, &self.inv_freq),
+                    None => {}
+                }
+            }
+        }
+    }
+
+    pub fn traits(&self) -> ArchTraits {
+        self.traits
+    }
+}
+
+fn add_into(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
