@@ -105,3 +105,32 @@ macro_rules! arch_tests {
 }
 
 arch_tests!(llama, mistral, qwen2, qwen3, phi3, gpt2);
+
+#[test]
+fn trace_hook_names_every_layer_tensor() {
+    let loaded = load(&fixtures().join("qwen3.gguf"), &mut |_, _| {}).unwrap();
+    let model = &loaded.model;
+    let c = &model.config;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let mut scratch = Scratch::default();
+    scratch.trace = Some(Box::new(move |name: &str, layer: usize, t: &[f32]| {
+        sink.lock().unwrap().push((name.to_string(), layer, t.len()));
+    }));
+    let mut kv = ContiguousKvCache::new(c.n_layers, c.kv_dim(), c.context_len, KvElem::F32);
+    let tokens = [1u32, 2, 3];
+    let input = SeqInput { seq: 0, tokens: &tokens, start: 0, logits: LogitsWanted::Last };
+    model.forward(&[input], &mut kv, &ThreadPool::new(1), &mut scratch).unwrap();
+    let seen = seen.lock().unwrap();
+    for layer in 0..c.n_layers {
+        for (name, width) in
+            [("attn_norm", c.d_model), ("q_rope", c.q_dim()), ("k_rope", c.kv_dim()), ("l_out", c.d_model)]
+        {
+            assert!(
+                seen.iter().any(|(n, l, len)| n == name && *l == layer && *len == tokens.len() * width),
+                "no {name} of layer {layer} with {} values in {seen:?}",
+                tokens.len() * width
+            );
+        }
+    }
+}

@@ -71,9 +71,17 @@ pub struct Model {
     output: Option<Linear>,
 }
 
+/// Called with `(name, layer, tensor)` at named points of the forward pass,
+/// as llama.cpp's `cb(cur, "attn_norm", il)`: lets a divergence from a
+/// reference implementation be found layer by layer. Tensors are
+/// `[n_tokens, width]`, row-major.
+pub type TraceFn = dyn FnMut(&str, usize, &[f32]) + Send;
+
 /// Reusable buffers of a forward pass, grown to the largest batch seen.
 #[derive(Default)]
 pub struct Scratch {
+    /// Optional tensor hook (see [`TraceFn`]); `None` costs nothing.
+    pub trace: Option<Box<TraceFn>>,
     x: Vec<f32>,
     h: Vec<f32>,
     q: Vec<f32>,
@@ -195,6 +203,7 @@ impl Model {
         let c = &self.config;
         let (d, q_dim, kv_dim) = (c.d_model, c.q_dim(), c.kv_dim());
         let n: usize = inputs.iter().map(|i| i.tokens.len()).sum();
+        let _span = tracing::trace_span!("forward", n_seqs = inputs.len(), n_tokens = n).entered();
         for input in inputs {
             let end = input.start + input.tokens.len();
             if end > c.context_len {
@@ -237,6 +246,7 @@ impl Model {
 
             // Attention.
             layer.attn_norm.apply(x, h);
+            trace(&mut s.trace, "attn_norm", il, h);
             match &layer.attn.qkv {
                 Qkv::Split { q: wq, k: wk, v: wv } => {
                     wq.forward(pool, h, q);
@@ -256,6 +266,9 @@ impl Model {
             }
             self.position_heads(q, &positions, layer.attn.q_norm.as_ref());
             self.position_heads(k, &positions, layer.attn.k_norm.as_ref());
+            trace(&mut s.trace, "q_rope", il, q);
+            trace(&mut s.trace, "k_rope", il, k);
+            trace(&mut s.trace, "v", il, v);
             let mut at = 0;
             for input in inputs {
                 let rows = at..at + input.tokens.len();
@@ -270,6 +283,7 @@ impl Model {
             }
             let attn = &mut s.attn[..n * q_dim];
             attend_batch(pool, c, inputs, &*kv, il, q, attn);
+            trace(&mut s.trace, "attn_out", il, attn);
             layer.attn.output.forward(pool, attn, h);
             add_into(x, h);
 
@@ -277,7 +291,9 @@ impl Model {
             layer.ffn_norm.apply(x, h);
             let out = &mut s.attn[..n * d];
             layer.ffn.forward(pool, h, &mut s.gate, &mut s.up, out);
+            trace(&mut s.trace, "ffn_out", il, out);
             add_into(x, out);
+            trace(&mut s.trace, "l_out", il, x);
         }
 
         // Output rows.
@@ -325,6 +341,12 @@ impl Model {
 
     pub fn traits(&self) -> ArchTraits {
         self.traits
+    }
+}
+
+fn trace(hook: &mut Option<Box<TraceFn>>, name: &str, layer: usize, t: &[f32]) {
+    if let Some(f) = hook {
+        f(name, layer, t);
     }
 }
 

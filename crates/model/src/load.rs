@@ -44,6 +44,7 @@ pub fn detect(path: &Path) -> Result<ModelFormat, ModelError> {
 /// Loads the model and tokenizer at `path`; `progress(done, total)` reports
 /// weight binding layer by layer.
 pub fn load(path: &Path, progress: &mut dyn FnMut(usize, usize)) -> Result<LoadedModel, ModelError> {
+    let _span = tracing::info_span!("load", path = %path.display()).entered();
     match detect(path)? {
         ModelFormat::Gguf => {
             let g = GgufFile::open(path)?;
