@@ -56,12 +56,16 @@ fn check(tok: &Tokenizer, inp: &Path, out: &Path) -> (usize, Vec<String>) {
     (cases.len(), failures)
 }
 
+/// Vectors for a vocabulary llama.cpp ships: `.cache/vocab/`. Vectors for a
+/// model's own vocabulary (`model`) were made with llama.cpp by
+/// `tools/smollm_vocab_vectors.py` and are committed in `tests/fixtures/vocab/`.
 fn run(name: &str, model: Option<&str>) {
     let root = data_dir();
-    let vocab = root.join("vocab");
-    let gguf = match model {
-        Some(m) => root.join("models").join(m),
-        None => vocab.join(format!("ggml-vocab-{name}.gguf")),
+    let (gguf, vocab) = match model {
+        Some(m) => {
+            (root.join("models").join(m), Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/vocab"))
+        }
+        None => (root.join("vocab").join(format!("ggml-vocab-{name}.gguf")), root.join("vocab")),
     };
     let tok = load(&gguf);
     let (n, failures) = check(
