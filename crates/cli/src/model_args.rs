@@ -3,9 +3,12 @@
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use memwall_engine::{Engine, EngineConfig};
+use memwall_formats::tokenizer::Tokenizer;
 use memwall_kernels::ThreadPool;
 use memwall_model::LoadedModel;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
@@ -28,9 +31,22 @@ impl ModelArgs {
         }
     }
 
+    pub fn n_threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+    }
+
     pub fn pool(&self) -> ThreadPool {
-        let n = self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        ThreadPool::new(n.max(1))
+        ThreadPool::new(self.n_threads())
+    }
+
+    /// Loads the model and starts an engine on it (one request or many take
+    /// this same path).
+    pub fn engine(&self) -> Result<(Engine, Arc<Tokenizer>)> {
+        let loaded = self.load()?;
+        let tokenizer = Arc::new(loaded.tokenizer);
+        let config = EngineConfig { threads: self.n_threads(), ..EngineConfig::default() };
+        let engine = Engine::new(Arc::new(loaded.model), tokenizer.clone(), config)?;
+        Ok((engine, tokenizer))
     }
 
     /// Loads the model with a progress bar on stderr.

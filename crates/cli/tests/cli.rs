@@ -113,7 +113,7 @@ fn prompt_longer_than_context_is_refused() {
     let model = fixture("llama.gguf");
     let prompt = "a b c d e f g h ".repeat(200);
     let out = memwall(&["generate", "--model", model.to_str().unwrap(), "--prompt", &prompt, "-n", "4"]);
-    assert_error(&out, "more than the context");
+    assert_error(&out, "but the model's context is 256");
 }
 
 #[test]

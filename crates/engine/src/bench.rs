@@ -21,8 +21,8 @@
 //! Nothing here asserts on time; tests only check the shape of the results.
 
 use crate::engine::{Engine, EngineConfig, EngineError, Request};
+use crate::params::GenerateParams;
 use crate::sampler::SamplingParams;
-use crate::session::GenerateParams;
 use memwall_formats::tokenizer::Tokenizer;
 use memwall_model::Model;
 use std::sync::Arc;

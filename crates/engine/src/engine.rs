@@ -26,11 +26,12 @@ mod step_loop;
 
 use crate::metrics::{EngineMetrics, RequestMetrics};
 use crate::paged_kv::{KvCacheConfig, KvTooSmall, PagedKvCache};
+use crate::params::GenerateParams;
 use crate::sampler::SamplingError;
 use crate::scheduler::{Scheduler, SchedulerConfig};
-use crate::session::GenerateParams;
 use crate::stop::FinishReason;
 use memwall_formats::tokenizer::Tokenizer;
+use memwall_model::cost::WeightBytes;
 use memwall_model::Model;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -46,6 +47,11 @@ pub struct EngineConfig {
     pub threads: usize,
     /// Measured memory bandwidth in bytes/s, for the per-step MBU.
     pub peak_bandwidth: Option<f64>,
+    /// Measured peak FLOP/s, for the per-step MFU.
+    pub peak_flops: Option<f64>,
+    /// Weight sizes by kind for the cost model (`WeightBytes::from_gguf`);
+    /// `None` counts [`Model::weight_bytes`] as one lump read per step.
+    pub weights: Option<WeightBytes>,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +61,8 @@ impl Default for EngineConfig {
             scheduler: SchedulerConfig::default(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             peak_bandwidth: None,
+            peak_flops: None,
+            weights: None,
         }
     }
 }
@@ -293,14 +301,26 @@ impl RequestHandle {
 
     /// Blocks until the request ends and returns each sample's result.
     pub fn wait(self) -> Result<Vec<Completion>, EngineError> {
+        self.stream(&mut |_, _| {})
+    }
+
+    /// Like [`wait`](Self::wait), calling `on_text(index, piece)` with each
+    /// non-empty piece of text as it arrives (what `memwall generate` prints).
+    pub fn stream(self, on_text: &mut dyn FnMut(usize, &str)) -> Result<Vec<Completion>, EngineError> {
         let mut out = vec![Completion::default(); self.n];
         while let Some(e) = self.recv() {
             match e {
                 Event::Token { index, id, text } => {
                     out[index].ids.push(id);
+                    if !text.is_empty() {
+                        on_text(index, &text);
+                    }
                     out[index].text.push_str(&text);
                 }
-                Event::Text { index, text } => out[index].text.push_str(&text),
+                Event::Text { index, text } => {
+                    on_text(index, &text);
+                    out[index].text.push_str(&text);
+                }
                 Event::Finished { index, reason, metrics } => {
                     out[index].finish = Some(reason);
                     out[index].metrics = metrics;

@@ -5,23 +5,25 @@
 //! cache and copy-on-write), a continuous-batching [`scheduler`] that is only
 //! token accounting (chunked prefill, preemption by recompute), and a step
 //! loop that runs one batched forward pass per step and samples each request
-//! with its own seeded [`Sampler`]. [`Session`] is the simple single-sequence
-//! loop on a contiguous f32 cache; [`bench`] measures offline throughput.
+//! with its own seeded [`Sampler`]. One request or many take the same path:
+//! `memwall generate` and `memwall chat` submit to an engine too (a chat turn
+//! reuses the earlier turns' blocks through the prefix cache). [`bench`]
+//! measures offline throughput.
 
 pub mod bench;
 pub mod block_pool;
 pub mod engine;
 pub mod metrics;
 pub mod paged_kv;
+pub mod params;
 pub mod sampler;
 pub mod scheduler;
-pub mod session;
 pub mod stop;
 
 pub use engine::{Completion, Engine, EngineConfig, EngineError, Event, Request, RequestHandle, RequestId};
 pub use metrics::{EngineMetrics, RequestMetrics, StepMetrics};
-pub use paged_kv::{KvCacheConfig, KvMemory, PagedKvCache};
+pub use paged_kv::{KvCacheConfig, KvDType, KvMemory, PagedKvCache};
+pub use params::GenerateParams;
 pub use sampler::{Sampler, SamplingParams};
 pub use scheduler::{Scheduler, SchedulerConfig, SchedulerOutput};
-pub use session::{GenerateParams, Generation, GenerationMetrics, Session};
 pub use stop::FinishReason;

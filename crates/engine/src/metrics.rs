@@ -53,11 +53,16 @@ pub struct StepMetrics {
     /// Blocks findable by the prefix cache (referenced or not).
     pub kv_blocks_cached: usize,
     pub preemptions: usize,
-    /// Weight bytes (once) + K/V bytes attention read (each cached position
-    /// of each scheduled sequence once).
+    /// Bytes the step moved by the model's cost model
+    /// ([`memwall_model::cost`]): every weight once, each scheduled
+    /// sequence's cached K/V once per layer, the new rows written.
     pub bytes_moved: u64,
+    /// FLOPs of the step by the same cost model.
+    pub flops: f64,
     /// `bytes_moved / step_time / peak bandwidth`, when the peak is known.
     pub mbu: Option<f64>,
+    /// `flops / step_time / peak FLOP/s`, when the peak is known.
+    pub mfu: Option<f64>,
 }
 
 /// Running totals and the last step, as a snapshot.

@@ -1,8 +1,9 @@
-//! The paged KV cache: f16 rows in fixed-size blocks of a shared pool, found
-//! through per-sequence block tables (vLLM's PagedAttention layout).
+//! The paged KV cache: f16 (or 8-bit, [`KvDType::Q8`]) rows in fixed-size
+//! blocks of a shared pool, found through per-sequence block tables (vLLM's
+//! PagedAttention layout).
 //!
 //! ```text
-//! k[layer], v[layer]: [num_blocks, block_size, kv_dim] f16
+//! k[layer], v[layer]: [num_blocks, block_size, kv_dim] f16 | i8 (+ f16 scale per head row)
 //! table[seq]:         [ceil(len / block_size)] block ids
 //! position p of seq → block table[seq][p / block_size], slot p % block_size
 //! ```
@@ -25,18 +26,102 @@ use memwall_model::kv::{KvFull, KvRows, KvRun};
 use memwall_model::{KvCache, ModelConfig, SeqId};
 use std::collections::HashMap;
 
-/// Size of the paged cache.
+/// Size and element type of the paged cache.
 #[derive(Clone, Debug)]
 pub struct KvCacheConfig {
     /// Token slots per block (vLLM's default, 16).
     pub block_size: usize,
     /// Bytes of K and V storage over all layers (`--kv-memory`).
     pub memory_bytes: usize,
+    pub dtype: KvDType,
 }
 
 impl Default for KvCacheConfig {
     fn default() -> Self {
-        KvCacheConfig { block_size: 16, memory_bytes: 256 << 20 }
+        KvCacheConfig { block_size: 16, memory_bytes: 256 << 20, dtype: KvDType::F16 }
+    }
+}
+
+/// How cached K/V elements are stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvDType {
+    /// IEEE half precision: 2 bytes per element.
+    #[default]
+    F16,
+    /// Symmetric 8-bit with one f16 scale per head row (`amax / 127`, as
+    /// ggml's Q8_0 but over `head_dim` elements): `1 + 2 / head_dim` bytes
+    /// per element, about 0.52× f16 at `head_dim` 64.
+    Q8,
+}
+
+impl KvDType {
+    /// Bytes of one `[kv_dim]` row.
+    pub fn row_bytes(self, kv_dim: usize, head_dim: usize) -> usize {
+        match self {
+            KvDType::F16 => kv_dim * 2,
+            KvDType::Q8 => kv_dim + kv_dim / head_dim.max(1) * 2,
+        }
+    }
+}
+
+/// One layer's keys or values, `[num_blocks, block_size, kv_dim]`.
+enum Rows {
+    F16(Vec<f16>),
+    /// `q`: `[num_blocks, block_size, kv_dim]`; `d`: one scale per head row,
+    /// `[num_blocks, block_size, n_kv_heads]`.
+    Q8 {
+        q: Vec<i8>,
+        d: Vec<f16>,
+    },
+}
+
+impl Rows {
+    fn new(dtype: KvDType, elems: usize, head_dim: usize) -> Rows {
+        match dtype {
+            // Zeroed allocations: pages are committed as blocks are first written.
+            KvDType::F16 => Rows::F16(bytemuck::zeroed_vec(elems)),
+            KvDType::Q8 => Rows::Q8 { q: vec![0; elems], d: bytemuck::zeroed_vec(elems / head_dim) },
+        }
+    }
+
+    /// Stores `src` at element `at` (a row start).
+    fn write(&mut self, at: usize, src: &[f32], head_dim: usize) {
+        match self {
+            Rows::F16(x) => x[at..at + src.len()].convert_from_f32_slice(src),
+            Rows::Q8 { q, d } => {
+                for (h, head) in src.chunks_exact(head_dim).enumerate() {
+                    let amax = head.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let scale = amax / 127.0;
+                    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+                    let start = at + h * head_dim;
+                    for (o, &v) in q[start..start + head_dim].iter_mut().zip(head) {
+                        *o = (v * inv).round().clamp(-127.0, 127.0) as i8;
+                    }
+                    d[start / head_dim] = f16::from_f32(scale);
+                }
+            }
+        }
+    }
+
+    /// Copies elements `[src, src + n)` to `[dst, dst + n)` (whole rows).
+    fn copy(&mut self, src: usize, dst: usize, n: usize, head_dim: usize) {
+        match self {
+            Rows::F16(x) => x.copy_within(src..src + n, dst),
+            Rows::Q8 { q, d } => {
+                q.copy_within(src..src + n, dst);
+                d.copy_within(src / head_dim..(src + n) / head_dim, dst / head_dim);
+            }
+        }
+    }
+
+    /// Elements `[at, at + n)` (whole rows) for attention.
+    fn view(&self, at: usize, n: usize, head_dim: usize) -> KvRows<'_> {
+        match self {
+            Rows::F16(x) => KvRows::F16(&x[at..at + n]),
+            Rows::Q8 { q, d } => {
+                KvRows::Q8 { q: &q[at..at + n], d: &d[at / head_dim..(at + n) / head_dim], group: head_dim }
+            }
+        }
     }
 }
 
@@ -119,40 +204,81 @@ pub struct PagedKvCache {
     pool: BlockPool,
     n_layers: usize,
     kv_dim: usize,
+    head_dim: usize,
+    dtype: KvDType,
     /// Per layer, `[num_blocks, block_size, kv_dim]`.
-    k: Vec<Vec<f16>>,
+    k: Vec<Rows>,
     /// Per layer, `[num_blocks, block_size, kv_dim]`.
-    v: Vec<Vec<f16>>,
+    v: Vec<Rows>,
     tables: HashMap<SeqId, Vec<BlockId>>,
 }
 
-/// Bytes of one block: K and V, every layer, f16.
-pub fn block_bytes(n_layers: usize, kv_dim: usize, block_size: usize) -> usize {
-    2 * n_layers * block_size * kv_dim * std::mem::size_of::<f16>()
+/// Shape of a paged cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvLayout {
+    pub n_layers: usize,
+    /// `n_kv_heads * head_dim`
+    pub kv_dim: usize,
+    pub head_dim: usize,
+    pub block_size: usize,
+    pub dtype: KvDType,
+}
+
+impl KvLayout {
+    /// Bytes of one block: K and V, every layer.
+    pub fn block_bytes(&self) -> usize {
+        2 * self.n_layers * self.block_size * self.dtype.row_bytes(self.kv_dim, self.head_dim)
+    }
 }
 
 impl PagedKvCache {
-    /// A cache of exactly `num_blocks` blocks.
+    /// An f16 cache of exactly `num_blocks` blocks.
     pub fn with_blocks(n_layers: usize, kv_dim: usize, block_size: usize, num_blocks: usize) -> Self {
+        let layout = KvLayout { n_layers, kv_dim, head_dim: kv_dim, block_size, dtype: KvDType::F16 };
+        Self::new(layout, num_blocks)
+    }
+
+    /// A cache of exactly `num_blocks` blocks of `layout`.
+    pub fn new(layout: KvLayout, num_blocks: usize) -> Self {
+        let KvLayout { n_layers, kv_dim, head_dim, block_size, dtype } = layout;
+        let head_dim = if kv_dim % head_dim.max(1) == 0 { head_dim.max(1) } else { kv_dim };
         let per_layer = num_blocks * block_size * kv_dim;
         PagedKvCache {
             pool: BlockPool::new(num_blocks, block_size),
             n_layers,
             kv_dim,
-            k: (0..n_layers).map(|_| vec![f16::ZERO; per_layer]).collect(),
-            v: (0..n_layers).map(|_| vec![f16::ZERO; per_layer]).collect(),
+            head_dim,
+            dtype,
+            k: (0..n_layers).map(|_| Rows::new(dtype, per_layer, head_dim)).collect(),
+            v: (0..n_layers).map(|_| Rows::new(dtype, per_layer, head_dim)).collect(),
             tables: HashMap::new(),
+        }
+    }
+
+    /// The layout `config` gives `model`'s cache.
+    pub fn layout(model: &ModelConfig, config: &KvCacheConfig) -> KvLayout {
+        KvLayout {
+            n_layers: model.n_layers,
+            kv_dim: model.kv_dim(),
+            head_dim: model.head_dim,
+            block_size: config.block_size.max(1),
+            dtype: config.dtype,
         }
     }
 
     /// A cache for `model` holding as many blocks as `config.memory_bytes` allows.
     pub fn for_model(model: &ModelConfig, config: &KvCacheConfig) -> Result<Self, KvTooSmall> {
-        let block_bytes = block_bytes(model.n_layers, model.kv_dim(), config.block_size);
+        let layout = Self::layout(model, config);
+        let block_bytes = layout.block_bytes();
         let num_blocks = config.memory_bytes / block_bytes.max(1);
         if num_blocks == 0 {
             return Err(KvTooSmall { memory_bytes: config.memory_bytes, block_bytes });
         }
-        Ok(Self::with_blocks(model.n_layers, model.kv_dim(), config.block_size, num_blocks))
+        Ok(Self::new(layout, num_blocks))
+    }
+
+    pub fn dtype(&self) -> KvDType {
+        self.dtype
     }
 
     pub fn pool(&self) -> &BlockPool {
@@ -174,7 +300,14 @@ impl PagedKvCache {
 
     /// Bytes of one block (K and V, all layers).
     pub fn block_bytes(&self) -> usize {
-        block_bytes(self.n_layers, self.kv_dim, self.block_size())
+        KvLayout {
+            n_layers: self.n_layers,
+            kv_dim: self.kv_dim,
+            head_dim: self.head_dim,
+            block_size: self.block_size(),
+            dtype: self.dtype,
+        }
+        .block_bytes()
     }
 
     /// Bytes of one token position (K and V, all layers).
@@ -236,8 +369,8 @@ impl PagedKvCache {
     fn copy_block(&mut self, src: BlockId, dst: BlockId) {
         let n = self.block_size() * self.kv_dim;
         let (s, d) = (src as usize * n, dst as usize * n);
-        for buf in self.k.iter_mut().chain(self.v.iter_mut()) {
-            buf.copy_within(s..s + n, d);
+        for rows in self.k.iter_mut().chain(self.v.iter_mut()) {
+            rows.copy(s, d, n, self.head_dim);
         }
     }
 
@@ -260,24 +393,24 @@ impl KvCache for PagedKvCache {
     }
 
     fn write(&mut self, layer: usize, seq: SeqId, start: usize, k: &[f32], v: &[f32]) {
-        let (bs, kd) = (self.block_size(), self.kv_dim);
+        let (bs, kd, hd) = (self.block_size(), self.kv_dim, self.head_dim);
         let table = &self.tables[&seq];
         let (kl, vl) = (&mut self.k[layer], &mut self.v[layer]);
         for (t, (kr, vr)) in k.chunks_exact(kd).zip(v.chunks_exact(kd)).enumerate() {
             let pos = start + t;
             let at = (table[pos / bs] as usize * bs + pos % bs) * kd;
-            kl[at..at + kd].convert_from_f32_slice(kr);
-            vl[at..at + kd].convert_from_f32_slice(vr);
+            kl.write(at, kr, hd);
+            vl.write(at, vr, hd);
         }
     }
 
     fn read(&self, layer: usize, seq: SeqId, len: usize, f: &mut dyn FnMut(KvRun<'_>)) {
-        let (bs, kd) = (self.block_size(), self.kv_dim);
+        let (bs, kd, hd) = (self.block_size(), self.kv_dim, self.head_dim);
         let (kl, vl) = (&self.k[layer], &self.v[layer]);
         for (i, &b) in self.table(seq).iter().enumerate().take(len.div_ceil(bs)) {
             let n = bs.min(len - i * bs);
             let at = b as usize * bs * kd;
-            f(KvRun { start: i * bs, k: KvRows::F16(&kl[at..at + n * kd]), v: KvRows::F16(&vl[at..at + n * kd]) });
+            f(KvRun { start: i * bs, k: kl.view(at, n * kd, hd), v: vl.view(at, n * kd, hd) });
         }
     }
 
@@ -343,6 +476,31 @@ mod tests {
         kv.release(1);
         kv.release(2);
         assert_eq!(kv.pool().num_free(), 4);
+    }
+
+    #[test]
+    fn q8_rows_round_trip_and_copy_with_their_scales() {
+        let layout = KvLayout { n_layers: 1, kv_dim: 4, head_dim: 2, block_size: 2, dtype: KvDType::Q8 };
+        let mut kv = PagedKvCache::new(layout, 3);
+        assert_eq!(kv.block_bytes(), 2 * 2 * (4 + 2 * 2));
+        kv.reserve(1, 2).unwrap();
+        let k = [1.0, -0.5, 100.0, 3.0, 0.0, 0.0, -7.0, 7.0];
+        kv.write(0, 1, 0, &k, &k);
+        kv.fork(1, 2);
+        assert_eq!(kv.make_writable(2, 1), Ok(Some((0, 1))));
+        for seq in [1, 2] {
+            let mut got = [0f32; 8];
+            kv.read(0, seq, 2, &mut |r| {
+                for (i, g) in got.chunks_exact_mut(2).enumerate() {
+                    r.k.widen(i * 2, g);
+                }
+            });
+            for (i, (g, w)) in got.iter().zip(&k).enumerate() {
+                // Half a quantization step of the head's largest element, plus the f16 scale.
+                let head_max = k[i / 2 * 2].abs().max(k[i / 2 * 2 + 1].abs());
+                assert!((g - w).abs() <= head_max / 254.0 + head_max * 1e-3, "seq {seq}: {g} vs {w}");
+            }
+        }
     }
 
     #[test]

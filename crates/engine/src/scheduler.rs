@@ -15,7 +15,8 @@
 //!    lowest priority, most recently admitted among equals, is **preempted
 //!    by recompute**: its blocks are freed (full ones stay in the prefix
 //!    cache, so recomputing them is usually a cache hit) and it goes back to
-//!    the waiting queue with its generated tokens.
+//!    the waiting queue with its generated tokens. A victim already
+//!    scheduled in this step is taken out of it again.
 //! 2. If nothing was preempted, waiting sequences are admitted in order of
 //!    (priority, arrival) — lower priority values first, FCFS among equals —
 //!    while budget, the running cap and free blocks allow. Admission reuses
@@ -225,7 +226,8 @@ impl Scheduler {
                     i -= 1;
                 }
                 if victim == id {
-                    break 'running;
+                    // `running[i]` is now the next sequence.
+                    continue 'running;
                 }
             }
         }

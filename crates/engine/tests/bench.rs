@@ -21,10 +21,10 @@ fn bench(
         prompt_tokens,
         new_tokens,
         engine: EngineConfig {
-            kv: KvCacheConfig { block_size: 16, memory_bytes: 256 << 20 },
+            kv: KvCacheConfig { block_size: 16, memory_bytes: 256 << 20, ..Default::default() },
             scheduler: SchedulerConfig { max_batch_tokens: 512, max_running: 64, prefix_caching: true },
             threads: 2,
-            peak_bandwidth: None,
+            ..EngineConfig::default()
         },
     };
     run(&model, &tokenizer, &config, &mut |r| eprintln!("{r:?}")).unwrap()

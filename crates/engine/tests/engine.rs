@@ -3,8 +3,8 @@
 //! prefix caching, cancellation, refusal and shutdown.
 
 use memwall_engine::{
-    Completion, Engine, EngineConfig, EngineError, Event, FinishReason, GenerateParams, KvCacheConfig, Request,
-    SamplingParams, SchedulerConfig,
+    Completion, Engine, EngineConfig, EngineError, Event, FinishReason, GenerateParams, KvCacheConfig, KvDType,
+    Request, SamplingParams, SchedulerConfig,
 };
 use memwall_model::load;
 use std::path::Path;
@@ -12,15 +12,21 @@ use std::sync::Arc;
 
 /// Bytes of one 16-token block of the llama fixture (2 layers, kv_dim 32, f16).
 const BLOCK_BYTES: usize = 2 * 2 * 16 * 32 * 2;
+/// The same in 8 bits: 32 bytes and two f16 scales (head_dim 16) per row.
+const Q8_BLOCK_BYTES: usize = 2 * 2 * 16 * (32 + 2 * 2);
 
 fn engine(max_batch_tokens: usize, blocks: usize) -> Engine {
+    engine_with(max_batch_tokens, blocks * BLOCK_BYTES, KvDType::F16)
+}
+
+fn engine_with(max_batch_tokens: usize, memory_bytes: usize, dtype: KvDType) -> Engine {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models/llama.gguf");
     let loaded = load(&path, &mut |_, _| {}).unwrap();
     let config = EngineConfig {
-        kv: KvCacheConfig { block_size: 16, memory_bytes: blocks * BLOCK_BYTES },
+        kv: KvCacheConfig { block_size: 16, memory_bytes, dtype },
         scheduler: SchedulerConfig { max_batch_tokens, max_running: 64, prefix_caching: true },
         threads: 2,
-        peak_bandwidth: None,
+        ..EngineConfig::default()
     };
     Engine::new(Arc::new(loaded.model), Arc::new(loaded.tokenizer), config).unwrap()
 }
@@ -190,4 +196,69 @@ fn dropping_a_handle_cancels_its_request() {
     let m = e.metrics();
     assert_eq!((m.requests_cancelled, m.requests_finished), (1, 1));
     assert_eq!(m.kv_blocks_used, 0);
+}
+
+#[test]
+fn q8_cache_is_batch_invariant_too() {
+    let requests: Vec<Request> = (0..12).map(|i| request(i, i % 2 == 0)).collect();
+    let small = engine_with(16, 12 * Q8_BLOCK_BYTES, KvDType::Q8);
+    assert_eq!(small.kv_capacity_tokens(), 192);
+    let handles: Vec<_> = requests.iter().map(|r| small.submit(r.clone()).unwrap()).collect();
+    for (i, (h, r)) in handles.into_iter().zip(&requests).enumerate() {
+        let got = h.wait().unwrap().remove(0);
+        let want = engine_with(4096, 64 * Q8_BLOCK_BYTES, KvDType::Q8).submit(r.clone()).unwrap().wait().unwrap();
+        assert_eq!(got.ids, want[0].ids, "request {i}");
+    }
+    assert!(small.metrics().preemptions > 0);
+}
+
+#[test]
+fn steps_report_cost_model_bytes_and_utilisation() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models/llama.gguf");
+    let loaded = load(&path, &mut |_, _| {}).unwrap();
+    let weight_bytes = loaded.model.weight_bytes() as u64;
+    let config =
+        EngineConfig { threads: 2, peak_bandwidth: Some(1e10), peak_flops: Some(1e11), ..EngineConfig::default() };
+    let e = Engine::new(Arc::new(loaded.model), Arc::new(loaded.tokenizer), config).unwrap();
+    let mut streamed = String::new();
+    let done = e.submit(request(5, false)).unwrap().stream(&mut |_, piece| streamed.push_str(piece)).unwrap();
+    assert_eq!(streamed, done[0].text);
+    let step = e.metrics().last_step;
+    assert_eq!((step.seqs, step.tokens, step.sampled), (1, 1, 1));
+    assert!(step.bytes_moved >= weight_bytes, "{} < {weight_bytes}", step.bytes_moved);
+    assert!(step.flops > 0.0);
+    assert!(step.mbu.is_some_and(|u| u > 0.0) && step.mfu.is_some_and(|u| u > 0.0));
+}
+
+/// The engine (paged f16 cache, batched with other requests) continues every
+/// fixture prompt with transformers' greedy tokens.
+#[test]
+fn engine_greedy_matches_transformers_on_every_fixture() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models");
+    for arch in ["llama", "mistral", "qwen2", "qwen3", "phi3", "gpt2"] {
+        let text = std::fs::read_to_string(dir.join(arch).join("expected.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let ids = |v: &serde_json::Value| -> Vec<u32> {
+            v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+        };
+        let (prompt, want) = (ids(&v["prompt_ids"]), ids(&v["greedy_ids"]));
+        let loaded = load(&dir.join(format!("{arch}.gguf")), &mut |_, _| {}).unwrap();
+        let config = EngineConfig {
+            scheduler: SchedulerConfig { max_batch_tokens: 5, ..SchedulerConfig::default() },
+            threads: 2,
+            ..EngineConfig::default()
+        };
+        let e = Engine::new(Arc::new(loaded.model), Arc::new(loaded.tokenizer), config).unwrap();
+        let params = GenerateParams {
+            max_tokens: want.len(),
+            sampling: SamplingParams::greedy(),
+            stop: vec![],
+            ignore_eos: true,
+        };
+        let noise: Vec<u32> = (0..11).map(|i| 3 + i * 5).collect();
+        let other = e.submit(Request::new(noise, params.clone())).unwrap();
+        let got = e.submit(Request::new(prompt, params)).unwrap().wait().unwrap().remove(0);
+        assert_eq!(got.ids, want, "{arch}");
+        other.wait().unwrap();
+    }
 }

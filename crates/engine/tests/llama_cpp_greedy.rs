@@ -3,10 +3,10 @@
 //! it greedily with llama.cpp's tokens. The references were made once with
 //! llama-cpp-python 0.3.36 by `tools/llama_cpp_reference.py`.
 
-use memwall_engine::{GenerateParams, SamplingParams, Session};
+use memwall_engine::{Engine, EngineConfig, GenerateParams, Request, SamplingParams};
 use memwall_formats::tokenizer::EncodeOptions;
-use memwall_kernels::ThreadPool;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Tokens that must agree from the start of each continuation…
 const MIN_AGREEING: usize = 16;
@@ -17,20 +17,26 @@ const NEAR_TIE: f64 = 0.1;
 /// Prompts that must agree for `MIN_AGREEING` tokens regardless.
 const MIN_FULL_CASES: usize = 3;
 
+/// The default model behind an engine (paged f16 KV, as llama.cpp's f16 cache).
+fn smollm2() -> (Engine, Arc<memwall_formats::tokenizer::Tokenizer>) {
+    let model_path = repo().join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(model_path.exists(), "missing {}: run scripts/fetch-test-data.sh", model_path.display());
+    let loaded = memwall_model::load(&model_path, &mut |_, _| {}).unwrap();
+    let tokenizer = Arc::new(loaded.tokenizer);
+    let config = EngineConfig { threads: 2, ..EngineConfig::default() };
+    (Engine::new(Arc::new(loaded.model), tokenizer.clone(), config).unwrap(), tokenizer)
+}
+
 fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
 #[test]
 fn smollm2_greedy_matches_llama_cpp() {
-    let model_path = repo().join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(model_path.exists(), "missing {}: run scripts/fetch-test-data.sh", model_path.display());
     let reference: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(repo().join("tests/fixtures/llama_cpp_greedy.json")).unwrap())
             .unwrap();
-    let loaded = memwall_model::load(&model_path, &mut |_, _| {}).unwrap();
-    let tok = &loaded.tokenizer;
-    let pool = ThreadPool::new(2);
+    let (engine, tok) = smollm2();
     let ids = |v: &serde_json::Value| -> Vec<u32> {
         v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
     };
@@ -51,8 +57,7 @@ fn smollm2_greedy_matches_llama_cpp() {
             stop: vec![],
             ignore_eos: true,
         };
-        let mut session = Session::new(&loaded.model, tok, &pool);
-        let got = session.generate(&prompt_ids, &params, &mut |_| {}).unwrap().ids;
+        let got = engine.submit(Request::new(prompt_ids, params)).unwrap().wait().unwrap().remove(0).ids;
         let agreeing = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
         let margins: Vec<f64> = case["margins"].as_array().unwrap().iter().map(|m| m.as_f64().unwrap()).collect();
         let first_tie = margins.iter().position(|&m| m < NEAR_TIE).unwrap_or(margins.len());
@@ -69,14 +74,10 @@ fn smollm2_greedy_matches_llama_cpp() {
 
 #[test]
 fn the_capital_of_france_is_paris() {
-    let model_path = repo().join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(model_path.exists(), "missing {}: run scripts/fetch-test-data.sh", model_path.display());
-    let loaded = memwall_model::load(&model_path, &mut |_, _| {}).unwrap();
-    let tok = &loaded.tokenizer;
-    let pool = ThreadPool::new(2);
+    let (engine, tok) = smollm2();
     let prompt = tok
         .encode("The capital of France is", EncodeOptions { add_bos: tok.add_bos_by_default(), parse_special: true });
     let params = GenerateParams { max_tokens: 4, sampling: SamplingParams::greedy(), stop: vec![], ignore_eos: false };
-    let text = Session::new(&loaded.model, tok, &pool).generate(&prompt, &params, &mut |_| {}).unwrap().text;
+    let text = engine.submit(Request::new(prompt, params)).unwrap().wait().unwrap().remove(0).text;
     assert!(text.starts_with(" Paris."), "{text:?}");
 }

@@ -3,11 +3,11 @@
 //! headers (metadata, tensor table) go through the whole path a user takes:
 //! load, tokenize, a forward pass and a sampled token.
 
-use memwall_engine::{GenerateParams, SamplingParams, Session};
+use memwall_engine::{Engine, EngineConfig, EngineError, GenerateParams, Request, SamplingParams};
 use memwall_formats::tokenizer::EncodeOptions;
 use memwall_formats::Blob;
-use memwall_kernels::ThreadPool;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models").join(name)
@@ -31,7 +31,6 @@ fn run_mutants(name: &str, cases: usize) {
     let dir = std::env::temp_dir().join(format!("memwall-malformed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
-    let pool = ThreadPool::new(1);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ original.len() as u64);
     let (mut loaded_ok, mut rejected) = (0, 0);
     for case in 0..cases {
@@ -52,8 +51,8 @@ fn run_mutants(name: &str, cases: usize) {
                     false
                 }
                 Ok(loaded) => {
-                    let tok = &loaded.tokenizer;
-                    let ids = tok.encode("hello world", EncodeOptions { add_bos: true, parse_special: true });
+                    let ids =
+                        loaded.tokenizer.encode("hello world", EncodeOptions { add_bos: true, parse_special: true });
                     let params = GenerateParams {
                         max_tokens: 2,
                         sampling: SamplingParams::greedy(),
@@ -61,7 +60,18 @@ fn run_mutants(name: &str, cases: usize) {
                         ignore_eos: true,
                     };
                     let prompt = if ids.is_empty() { vec![0] } else { ids };
-                    let _ = Session::new(&loaded.model, tok, &pool).generate(&prompt, &params, &mut |_| {});
+                    let tokenizer = Arc::new(loaded.tokenizer);
+                    let config = EngineConfig { threads: 1, ..EngineConfig::default() };
+                    // A damaged file may still be refused here (e.g. a cache it
+                    // cannot size); what matters is an error, not a panic.
+                    if let Ok(engine) = Engine::new(Arc::new(loaded.model), tokenizer, config) {
+                        if let Ok(handle) = engine.submit(Request::new(prompt, params)) {
+                            // The step loop runs on its own thread: if it
+                            // panicked, the request ends as a shut-down engine.
+                            let outcome = handle.wait();
+                            assert!(!matches!(outcome, Err(EngineError::ShutDown)), "the engine's step loop died");
+                        }
+                    }
                     true
                 }
             }

@@ -1,7 +1,7 @@
 //! The paged f16 cache against the contiguous f32 one on every fixture
 //! architecture, and the per-row determinism batch invariance rests on.
 
-use memwall_engine::paged_kv::PagedKvCache;
+use memwall_engine::paged_kv::{KvDType, KvLayout, PagedKvCache};
 use memwall_kernels::{matmul, DType, MatRef, ThreadPool};
 use memwall_model::{load, ContiguousKvCache, KvCache, KvElem, LogitsWanted, Model, Scratch, SeqInput};
 use std::path::{Path, PathBuf};
@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 /// fixtures' logits are O(1); f16 keeps 11 significant bits of each cached
 /// row, which moved them by at most 4.8e-3 (llama) when this was written.
 const F16_TOLERANCE: f32 = 1e-2;
+/// The same for 8-bit rows with one scale per head row (up to 0.4% of the
+/// row's largest element per element); measured at most 8.9e-2 (qwen2, whose
+/// 16-wide heads give few elements per scale) when this was written.
+const Q8_TOLERANCE: f32 = 0.15;
 
 fn fixture(arch: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models").join(format!("{arch}.gguf"))
@@ -24,6 +28,13 @@ fn prompt(arch: &str) -> Vec<u32> {
 fn paged(model: &Model, blocks: usize) -> PagedKvCache {
     let c = &model.config;
     PagedKvCache::with_blocks(c.n_layers, c.kv_dim(), 16, blocks)
+}
+
+fn paged_q8(model: &Model, blocks: usize) -> PagedKvCache {
+    let c = &model.config;
+    let layout =
+        KvLayout { n_layers: c.n_layers, kv_dim: c.kv_dim(), head_dim: c.head_dim, block_size: 16, dtype: KvDType::Q8 };
+    PagedKvCache::new(layout, blocks)
 }
 
 /// Logits of every prompt position, `[n, vocab]`, prefilled in chunks of `chunk`.
@@ -68,6 +79,15 @@ fn check(arch: &str) {
     // Chunked prefill through the paged cache is bit-identical to one shot.
     let chunked = all_logits(model, &mut paged(model, 16), &ids, 5);
     assert!(chunked == got, "{arch}: chunked prefill changed the logits");
+
+    let q8 = all_logits(model, &mut paged_q8(model, 16), &ids, ids.len());
+    let worst_q8 = want.iter().zip(&q8).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    eprintln!("{arch}: paged q8 vs contiguous f32, max |logit difference| {worst_q8:.2e}");
+    assert!(worst_q8 <= Q8_TOLERANCE, "{arch}: q8 {worst_q8}");
+    assert!(
+        all_logits(model, &mut paged_q8(model, 16), &ids, 3) == q8,
+        "{arch}: chunked q8 prefill changed the logits"
+    );
 
     let mut exact = ContiguousKvCache::new(c.n_layers, c.kv_dim(), c.context_len, KvElem::F32);
     let n = 20;

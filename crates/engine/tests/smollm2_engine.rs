@@ -18,10 +18,10 @@ fn smollm2_batched_with_preemption_matches_alone() {
     let block_bytes = 2 * 30 * 16 * 3 * 64 * 2;
     let engine = |blocks: usize, budget: usize| {
         let config = EngineConfig {
-            kv: KvCacheConfig { block_size: 16, memory_bytes: blocks * block_bytes },
+            kv: KvCacheConfig { block_size: 16, memory_bytes: blocks * block_bytes, ..Default::default() },
             scheduler: SchedulerConfig { max_batch_tokens: budget, max_running: 64, prefix_caching: true },
             threads: 2,
-            peak_bandwidth: None,
+            ..EngineConfig::default()
         };
         Engine::new(Arc::clone(&model), Arc::clone(&tok), config).unwrap()
     };

@@ -6,10 +6,11 @@
 //! loads both files and must reproduce the logits within 1e-3 and the greedy
 //! tokens exactly.
 
-use memwall_engine::{GenerateParams, SamplingParams, Session};
+use memwall_engine::{Engine, EngineConfig, GenerateParams, Request, SamplingParams};
 use memwall_kernels::ThreadPool;
 use memwall_model::{load, ContiguousKvCache, KvElem, LogitsWanted, Scratch, SeqInput};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const TOLERANCE: f32 = 1e-3;
 
@@ -86,8 +87,10 @@ fn check(arch: &str, model_path: &Path) {
         stop: vec![],
         ignore_eos: true,
     };
-    let mut session = Session::with_kv(model, &loaded.tokenizer, &pool, KvElem::F32);
-    let generation = session.generate(&exp.prompt_ids, &params, &mut |_| {}).unwrap();
+    // Greedy continuation through the engine (paged f16 cache).
+    let config = EngineConfig { threads: 2, ..EngineConfig::default() };
+    let engine = Engine::new(Arc::new(loaded.model), Arc::new(loaded.tokenizer), config).unwrap();
+    let generation = engine.submit(Request::new(exp.prompt_ids.clone(), params)).unwrap().wait().unwrap().remove(0);
     assert_eq!(generation.ids, exp.greedy_ids, "{what}: greedy continuation");
 }
 

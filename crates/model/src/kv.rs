@@ -48,7 +48,6 @@ impl KvRows<'_> {
     /// Elements `[at, at + out.len())` as f32. For `Q8` the range must lie
     /// within one scale group.
     pub fn widen(&self, at: usize, out: &mut [f32]) {
-        use half::slice::HalfFloatSliceExt;
         let n = out.len();
         match self {
             KvRows::F32(x) => out.copy_from_slice(&x[at..at + n]),

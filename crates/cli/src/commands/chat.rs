@@ -1,11 +1,12 @@
 //! `memwall chat`: a multi-turn conversation in the terminal, rendered with
-//! the model's own chat template. Each turn reuses the KV cache of the
-//! conversation so far and computes only the new tokens.
+//! the model's own chat template. Each turn is a request to the engine, whose
+//! prefix cache still holds the earlier turns' KV blocks, so a turn computes
+//! little more than its new tokens.
 
 use crate::model_args::ModelArgs;
 use crate::sampling_args::SamplingArgs;
 use anyhow::{bail, Context, Result};
-use memwall_engine::{GenerateParams, Session};
+use memwall_engine::{GenerateParams, Request};
 use memwall_formats::chat_template::{render, ChatMessage};
 use memwall_formats::tokenizer::EncodeOptions;
 use std::io::{BufRead, Write};
@@ -35,8 +36,7 @@ pub fn run(args: Args) -> Result<()> {
         stop: Vec::new(),
         ignore_eos: false,
     };
-    let loaded = args.model.load()?;
-    let tok = &loaded.tokenizer;
+    let (engine, tok) = args.model.engine()?;
     let template = match &args.chat_template {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
         None => match tok.chat_template() {
@@ -44,8 +44,6 @@ pub fn run(args: Args) -> Result<()> {
             None => bail!("this model has no chat template; pass one with --chat-template FILE"),
         },
     };
-    let pool = args.model.pool();
-    let mut session = Session::new(&loaded.model, tok, &pool);
     let mut messages = Vec::new();
     if let Some(system) = &args.system {
         messages.push(ChatMessage { role: "system".into(), content: system.clone() });
@@ -75,14 +73,17 @@ pub fn run(args: Args) -> Result<()> {
         let prompt = render(&template, &messages, true, tok.bos_text(), tok.eos_text())?;
         let add_bos = tok.add_bos_by_default() && (tok.bos_text().is_empty() || !prompt.starts_with(tok.bos_text()));
         let ids = tok.encode(&prompt, EncodeOptions { add_bos, parse_special: true });
-        let generation = session.generate(&ids, &params, &mut |piece| {
-            let _ = stdout.write_all(piece.as_bytes());
-            let _ = stdout.flush();
+        let reply = engine.submit(Request::new(ids, params.clone())).and_then(|handle| {
+            handle.stream(&mut |_, piece| {
+                let _ = stdout.write_all(piece.as_bytes());
+                let _ = stdout.flush();
+            })
         });
-        match generation {
-            Ok(g) => {
+        match reply {
+            Ok(mut completions) => {
                 println!();
-                messages.push(ChatMessage { role: "assistant".into(), content: g.text.trim().to_string() });
+                let text = completions.remove(0).text;
+                messages.push(ChatMessage { role: "assistant".into(), content: text.trim().to_string() });
             }
             Err(e) => {
                 messages.pop();

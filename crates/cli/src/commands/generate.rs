@@ -3,7 +3,7 @@
 use crate::model_args::ModelArgs;
 use crate::sampling_args::SamplingArgs;
 use anyhow::Result;
-use memwall_engine::{GenerateParams, Session};
+use memwall_engine::{GenerateParams, Request};
 use memwall_formats::tokenizer::EncodeOptions;
 use std::io::Write;
 
@@ -34,23 +34,22 @@ pub fn run(args: Args) -> Result<()> {
         stop: args.stop.clone(),
         ignore_eos: false,
     };
-    let loaded = args.model.load()?;
-    let pool = args.model.pool();
-    let tok = &loaded.tokenizer;
+    let (engine, tok) = args.model.engine()?;
     let opts = EncodeOptions { add_bos: tok.add_bos_by_default(), parse_special: true };
     let prompt_ids = tok.encode(&args.prompt, opts);
-    let mut session = Session::new(&loaded.model, tok, &pool);
+    let handle = engine.submit(Request::new(prompt_ids.clone(), params))?;
     let mut stdout = std::io::stdout().lock();
     let json = args.json;
-    let generation = session.generate(&prompt_ids, &params, &mut |piece| {
+    let mut completions = handle.stream(&mut |_, piece| {
         if !json {
             let _ = stdout.write_all(piece.as_bytes());
             let _ = stdout.flush();
         }
     })?;
+    let generation = completions.remove(0);
     if json {
         let out = serde_json::json!({
-            "prompt_ids": generation.prompt_ids,
+            "prompt_ids": prompt_ids,
             "ids": generation.ids,
             "text": generation.text,
         });
@@ -61,13 +60,13 @@ pub fn run(args: Args) -> Result<()> {
     let m = &generation.metrics;
     eprintln!(
         "prompt {} tokens, generated {} tokens, TTFT {:.1} ms, TPOT {:.2} ms, {:.1} tokens/s ({} threads, finish: {})",
-        generation.prompt_ids.len(),
+        prompt_ids.len(),
         generation.ids.len(),
         m.ttft.as_secs_f64() * 1e3,
         m.tpot.as_secs_f64() * 1e3,
-        m.decode_tokens_per_s(generation.ids.len()),
-        pool.n_threads(),
-        generation.finish.as_str(),
+        m.decode_tokens_per_s(),
+        args.model.n_threads(),
+        generation.finish.map_or("unknown", |f| f.as_str()),
     );
     Ok(())
 }

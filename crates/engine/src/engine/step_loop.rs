@@ -17,6 +17,7 @@ use crate::scheduler::{Scheduler, SchedulerOutput, SeqRequest};
 use crate::stop::{FinishReason, StopMatcher};
 use memwall_formats::tokenizer::{StreamDecoder, Tokenizer};
 use memwall_kernels::ThreadPool;
+use memwall_model::cost::{CostModel, SeqStep, WeightBytes};
 use memwall_model::{LogitsWanted, Model, Scratch, SeqId, SeqInput};
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, Sender};
@@ -58,7 +59,9 @@ struct StepLoop<'t> {
     /// caller who saw its request end reads metrics that include it.
     finished: Vec<(Sender<Event>, Event)>,
     metrics: Arc<Mutex<EngineMetrics>>,
+    cost: CostModel,
     peak_bandwidth: Option<f64>,
+    peak_flops: Option<f64>,
 }
 
 pub(super) fn run(
@@ -70,6 +73,9 @@ pub(super) fn run(
     metrics: Arc<Mutex<EngineMetrics>>,
     commands: Receiver<Command>,
 ) {
+    let kv_elem_bytes =
+        kv.block_bytes() as f64 / (2 * kv.block_size() * model.config.n_layers * model.config.kv_dim()).max(1) as f64;
+    let cost = cost_model(&model, config.weights, kv_elem_bytes);
     let mut l = StepLoop {
         model,
         tokenizer: &tokenizer,
@@ -83,6 +89,8 @@ pub(super) fn run(
         finished: Vec::new(),
         metrics,
         peak_bandwidth: config.peak_bandwidth,
+        peak_flops: config.peak_flops,
+        cost,
     };
     loop {
         if l.sched.is_idle() {
@@ -178,8 +186,10 @@ impl<'t> StepLoop<'t> {
         let out = self.sched.schedule(&mut self.kv);
         let _span = tracing::debug_span!("step", seqs = out.seqs.len(), tokens = out.num_tokens).entered();
         if out.seqs.is_empty() {
-            // Cannot happen while admitted requests fit the cache; never spin.
-            self.fail_all("the scheduler could not place any sequence in the KV cache".into());
+            if out.preempted.is_empty() {
+                // Cannot happen while admitted requests fit the cache; never spin.
+                self.fail_all("the scheduler could not place any sequence in the KV cache".into());
+            }
             return;
         }
         for s in &out.seqs {
@@ -309,11 +319,17 @@ impl<'t> StepLoop<'t> {
             cached_tokens: a.cached_tokens,
             preemptions,
         };
+        // Samples never forked (cancelled before the prompt's logits) end too.
+        for index in a.index + 1..=a.index + a.forks_pending {
+            let unborn = RequestMetrics { generated_tokens: 0, ttft: Default::default(), ..metrics.clone() };
+            self.finished.push((a.events.clone(), Event::Finished { index, reason, metrics: unborn }));
+        }
         self.finished.push((a.events, Event::Finished { index: a.index, reason, metrics }));
         if let Ok(mut m) = self.metrics.lock() {
+            let ended = 1 + a.forks_pending as u64;
             match reason {
-                FinishReason::Cancelled => m.requests_cancelled += 1,
-                _ => m.requests_finished += 1,
+                FinishReason::Cancelled => m.requests_cancelled += ended,
+                _ => m.requests_finished += ended,
             }
         }
     }
@@ -355,8 +371,13 @@ impl<'t> StepLoop<'t> {
         let bs = self.kv.block_size();
         let filled: usize = self.kv.sequences().filter_map(|s| self.sched.num_computed(s)).sum();
         let allocated = pool.num_used() * bs;
-        let kv_read: usize = out.seqs.iter().map(|s| s.start + s.tokens.len()).sum();
-        let bytes_moved = (self.model.weight_bytes() + kv_read * self.kv.token_bytes()) as u64;
+        let batch: Vec<SeqStep> = out
+            .seqs
+            .iter()
+            .map(|s| SeqStep { context: s.start, new_tokens: s.tokens.len(), logits: usize::from(s.wants_logits) })
+            .collect();
+        let cost = self.cost.step(&batch).total();
+        let secs = step_time.as_secs_f64().max(1e-9);
         let step = StepMetrics {
             seqs: out.seqs.len(),
             tokens: out.num_tokens,
@@ -366,11 +387,26 @@ impl<'t> StepLoop<'t> {
             kv_blocks_free: pool.num_free(),
             kv_blocks_cached: pool.num_cached(),
             preemptions: out.preempted.len(),
-            bytes_moved,
-            mbu: self.peak_bandwidth.map(|bw| bytes_moved as f64 / step_time.as_secs_f64().max(1e-9) / bw),
+            bytes_moved: cost.bytes as u64,
+            flops: cost.flops,
+            mbu: self.peak_bandwidth.map(|bw| cost.bytes / secs / bw),
+            mfu: self.peak_flops.map(|peak| cost.flops / secs / peak),
         };
         if let Ok(mut m) = self.metrics.lock() {
             m.record(step, allocated as u64, filled.min(allocated) as u64);
         }
     }
+}
+
+/// The model's cost model; without per-kind weight sizes, every weight byte
+/// is counted as one lump read once per step.
+fn cost_model(model: &Model, weights: Option<WeightBytes>, kv_elem_bytes: f64) -> CostModel {
+    let weights = weights.unwrap_or(WeightBytes {
+        attn_per_layer: 0.0,
+        mlp_per_layer: 0.0,
+        norms_per_layer: 0.0,
+        output: model.weight_bytes() as f64,
+        embedding_row: 0.0,
+    });
+    CostModel::new(model.config.clone(), weights, kv_elem_bytes)
 }

@@ -177,3 +177,35 @@ fn forked_samples_share_blocks_until_they_write() {
     s.remove(2, &mut kv);
     assert_eq!(kv.pool().num_free(), 8);
 }
+
+#[test]
+fn preemption_takes_the_lowest_priority_even_if_older() {
+    let (mut s, mut kv) = (sched(64, 4), kv(4, 2));
+    s.add(SeqRequest { priority: 1, ..req(1, vec![1, 2, 3], 4) }, &kv).unwrap();
+    step(&mut s, &mut kv, 9);
+    s.add(req(2, vec![4, 5, 6], 4), &kv).unwrap();
+    assert_eq!(shape(&step(&mut s, &mut kv, 9)), vec![(1, 3, 1, true, vec![0, 1]), (2, 0, 3, true, vec![2, 3])]);
+    // Sequence 1 needs a third block: it is the victim (priority 1 > 0) and
+    // sequence 2 still runs in the same step.
+    let out = step(&mut s, &mut kv, 9);
+    assert_eq!(out.preempted, vec![1]);
+    assert_eq!(shape(&out), vec![(2, 3, 1, true, vec![2, 3])]);
+}
+
+#[test]
+fn a_victim_scheduled_earlier_in_the_step_is_unscheduled() {
+    let (mut s, mut kv) = (sched(64, 4), kv(4, 2));
+    s.add(SeqRequest { priority: 1, ..req(1, vec![1], 6) }, &kv).unwrap();
+    step(&mut s, &mut kv, 9);
+    s.add(req(2, vec![4, 5, 6], 5), &kv).unwrap();
+    assert_eq!(shape(&step(&mut s, &mut kv, 9)), vec![(1, 1, 1, true, vec![0]), (2, 0, 3, true, vec![1, 2])]);
+    assert_eq!(shape(&step(&mut s, &mut kv, 9)), vec![(1, 2, 1, true, vec![0, 3]), (2, 3, 1, true, vec![1, 2])]);
+    // Sequence 1 fits in its block and is scheduled first; sequence 2 then
+    // needs a block, preempts 1 (lower priority), and 1's share is undone.
+    let out = step(&mut s, &mut kv, 9);
+    assert_eq!(out.preempted, vec![1]);
+    assert_eq!(shape(&out), vec![(2, 4, 1, true, vec![1, 2, 3])]);
+    assert_eq!(out.num_tokens, 1);
+    assert_eq!(s.num_computed(1), Some(0));
+    assert_eq!(kv.pool().free_queue(), vec![0]);
+}
