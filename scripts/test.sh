@@ -22,3 +22,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked --no-fail-fast
+
+step "the official OpenAI Python client against memwall serve (scripts/test-openai-client.sh)"
+scripts/test-openai-client.sh

@@ -1,0 +1,152 @@
+"""The official `openai` Python client against a running `memwall serve`.
+
+Run by scripts/test-openai-client.sh, which starts the server and sets
+MEMWALL_BASE_URL (e.g. http://127.0.0.1:PORT/v1), MEMWALL_API_KEY and
+MEMWALL_MODEL. Plain asserts, no test framework: exits non-zero on failure.
+"""
+
+import os
+import sys
+
+import openai
+from openai import OpenAI
+
+BASE_URL = os.environ["MEMWALL_BASE_URL"]
+API_KEY = os.environ.get("MEMWALL_API_KEY", "unused")
+MODEL = os.environ["MEMWALL_MODEL"]
+
+client = OpenAI(base_url=BASE_URL, api_key=API_KEY, max_retries=0, timeout=120)
+
+
+def check(name, fn):
+    fn()
+    print(f"ok   {name}", flush=True)
+
+
+def models_list():
+    ids = [m.id for m in client.models.list()]
+    assert ids == [MODEL], ids
+
+
+def chat_non_streaming():
+    r = client.chat.completions.create(
+        model=MODEL,
+        messages=[
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "What is the capital of France?"},
+        ],
+        max_tokens=24,
+        temperature=0,
+        seed=1,
+    )
+    assert r.object == "chat.completion", r
+    assert len(r.choices) == 1
+    c = r.choices[0]
+    assert c.message.role == "assistant"
+    assert isinstance(c.message.content, str) and c.message.content.strip(), c
+    assert c.finish_reason in ("stop", "length"), c.finish_reason
+    assert r.usage.prompt_tokens > 10 and 0 < r.usage.completion_tokens <= 24, r.usage
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    print(f"     chat says: {c.message.content.strip()!r}")
+
+
+def chat_streaming():
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Count from one to five."}],
+        max_tokens=16,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text, finish, usage, roles = [], None, None, []
+    for chunk in stream:
+        assert chunk.object == "chat.completion.chunk", chunk
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.delta.role:
+                roles.append(choice.delta.role)
+            if choice.delta.content:
+                text.append(choice.delta.content)
+            if choice.finish_reason:
+                finish = choice.finish_reason
+    assert roles == ["assistant"], roles
+    assert "".join(text).strip(), text
+    assert finish in ("stop", "length"), finish
+    assert usage is not None and 0 < usage.completion_tokens <= 16, usage
+    # Greedy: the same text as without streaming.
+    r = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Count from one to five."}],
+        max_tokens=16,
+        temperature=0,
+    )
+    assert r.choices[0].message.content == "".join(text), (r.choices[0].message.content, "".join(text))
+
+
+def completions():
+    r = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=8, temperature=0)
+    assert r.object == "text_completion", r
+    assert r.choices[0].text, r
+    assert r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage.completion_tokens > 0
+    streamed = "".join(
+        c.choices[0].text
+        for c in client.completions.create(
+            model=MODEL, prompt="The capital of France is", max_tokens=8, temperature=0, stream=True
+        )
+        if c.choices
+    )
+    assert streamed == r.choices[0].text, (streamed, r.choices[0].text)
+
+
+def n_and_stop():
+    r = client.completions.create(
+        model=MODEL, prompt="1, 2, 3,", max_tokens=12, n=2, seed=5, temperature=0.7, stop=["\n", "9"]
+    )
+    assert len(r.choices) == 2 and [c.index for c in r.choices] == [0, 1], r
+    for c in r.choices:
+        assert "9" not in c.text and "\n" not in c.text, c.text
+
+
+def errors():
+    try:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], temperature=-1)
+        raise AssertionError("temperature=-1 was accepted")
+    except openai.BadRequestError as e:
+        assert e.status_code == 400
+        assert e.body["param"] == "temperature", e.body
+    try:
+        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+        raise AssertionError("an unknown model was accepted")
+    except openai.NotFoundError as e:
+        assert e.status_code == 404 and e.body["code"] == "model_not_found", e.body
+    bad = OpenAI(base_url=BASE_URL, api_key="wrong-key", max_retries=0)
+    try:
+        bad.models.list()
+        raise AssertionError("a wrong API key was accepted")
+    except openai.AuthenticationError as e:
+        assert e.status_code == 401
+
+
+def main():
+    print(f"openai {openai.__version__} against {BASE_URL} ({MODEL})")
+    for name, fn in [
+        ("models.list", models_list),
+        ("chat.completions (non-streaming)", chat_non_streaming),
+        ("chat.completions (streaming, include_usage)", chat_streaming),
+        ("completions (non-streaming and streaming)", completions),
+        ("completions n=2 with stop", n_and_stop),
+        ("errors: 400 param, 404 model, 401 key", errors),
+    ]:
+        check(name, fn)
+    print("all openai client checks passed")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as e:  # report and fail
+        print(f"FAIL: {type(e).__name__}: {e}", file=sys.stderr)
+        raise
