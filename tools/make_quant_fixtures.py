@@ -13,6 +13,14 @@ The input is fixed-seed random data plus edge cases: all-zero blocks, blocks of
 equal values, large magnitudes, tiny (f16-subnormal) scales, and values that
 land exactly on rounding ties (x * id = k + 0.5).
 
+For the k-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), which memwall only
+decodes, writes crates/kernels/tests/data/kquant_<name>.bin:
+
+    b"MWKF", u32 n_blocks, u32 block_bytes, u32 0
+    u8[n_blocks * block_bytes]   random bytes with finite f16 scales, plus
+                                 gguf.quants.quantize(input row 0) where gguf-py can
+    f32[n_blocks * 256]          gguf.quants.dequantize(bytes)
+
 Run: /work/cache/venv/bin/python tools/make_quant_fixtures.py
 """
 
@@ -56,6 +64,33 @@ def make_input() -> np.ndarray:
     return x.astype(np.float32)
 
 
+# (type, block bytes, byte offsets of the f16 scales)
+KQUANTS = [("q2_K", T.Q2_K, 84, [80, 82]), ("q3_K", T.Q3_K, 110, [108]), ("q4_K", T.Q4_K, 144, [0, 2]),
+           ("q5_K", T.Q5_K, 176, [0, 2]), ("q6_K", T.Q6_K, 210, [208])]
+K_BLOCKS = 6
+
+
+def write_kquants(x: np.ndarray) -> None:
+    rng = np.random.default_rng(20250101)
+    for name, qt, bb, scale_at in KQUANTS:
+        raw = rng.integers(0, 256, size=(K_BLOCKS, bb), dtype=np.uint8)
+        for at in scale_at:
+            v = rng.uniform(-0.05, 0.05, K_BLOCKS).astype(np.float16)
+            raw[:, at:at + 2] = v.view(np.uint8).reshape(K_BLOCKS, 2)
+        try:  # gguf-py quantizes some k-quants; use real quantized blocks too when it can
+            real = np.ascontiguousarray(quants.quantize(x[:1], qt)).view(np.uint8).reshape(-1, bb)
+            raw = np.concatenate([raw, real])
+        except NotImplementedError:
+            pass
+        d = quants.dequantize(raw, qt).astype("<f4").reshape(-1)
+        path = OUT / f"kquant_{name}.bin"
+        with open(path, "wb") as f:
+            f.write(b"MWKF" + struct.pack("<III", raw.shape[0], bb, 0))
+            f.write(raw.tobytes())
+            f.write(d.tobytes())
+        print(f"{path}: {raw.shape[0]} blocks")
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     x = make_input()
@@ -71,6 +106,7 @@ def main() -> None:
             f.write(q.tobytes())
             f.write(d.astype("<f4").tobytes())
         print(f"{path}: {q.size} quantized bytes")
+    write_kquants(x)
 
 
 if __name__ == "__main__":

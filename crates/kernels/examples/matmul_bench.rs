@@ -1,6 +1,6 @@
 //! Micro benchmark of the matmul kernels (not a test: it asserts nothing).
 //!
-//! `cargo run --release -p memwall-kernels --example matmul_bench [threads]`
+//! `cargo run --release -p memwall-kernels --example matmul_bench [threads] [dtype]`
 //!
 //! For each weight type, times `[576 x 1536]` (SmolLM-135M's `ffn_down`
 //! shape, transposed: d_model x d_ff) for 1, 8 and 64 tokens on every
@@ -29,14 +29,34 @@ fn main() {
     }
     println!("empty pool.run: {:.2} us", best * 1e6);
     println!("{:>6} {:>10} {:>7} {:>10} {:>9} {:>9}", "dtype", "isa", "tokens", "us/call", "GB/s", "GFLOP/s");
-    for dtype in DType::ALL {
+    let only: Option<DType> =
+        std::env::args().nth(2).and_then(|a| DType::EVERY.into_iter().find(|t| t.name().eq_ignore_ascii_case(&a)));
+    for dtype in DType::EVERY.into_iter().filter(|d| only.is_none_or(|o| o == *d)) {
         let rb = dtype.row_bytes(cols).unwrap();
         let mut data = vec![0u8; rows * rb];
-        for r in 0..rows {
-            quantize_row(dtype, &row, &mut data[r * rb..(r + 1) * rb]);
+        if dtype.is_kquant() {
+            // No k-quant quantizer: bytes of a fixed pattern with small f16 scales.
+            for (i, v) in data.iter_mut().enumerate() {
+                *v = (i * 7919 % 251) as u8;
+            }
+            let at: &[usize] = match dtype {
+                DType::Q2_K => &[80, 82],
+                DType::Q3_K => &[108],
+                DType::Q6_K => &[208],
+                _ => &[0, 2],
+            };
+            for b in data.chunks_exact_mut(dtype.block_bytes()) {
+                for &a in at {
+                    b[a..a + 2].copy_from_slice(&half::f16::from_f32(0.01).to_bits().to_le_bytes());
+                }
+            }
+        } else {
+            for r in 0..rows {
+                quantize_row(dtype, &row, &mut data[r * rb..(r + 1) * rb]);
+            }
         }
         let w = MatRef { dtype, rows, cols, data: &data };
-        for isa in [Isa::Reference, Isa::Avx2].into_iter().filter(|i| i.available()) {
+        for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
             for n_tokens in [1, 8, 64] {
                 let x: Vec<f32> = (0..n_tokens * cols).map(|i| ((i % 97) as f32 - 48.0) / 50.0).collect();
                 let mut y = vec![0f32; n_tokens * rows];

@@ -22,17 +22,50 @@ pub enum DType {
     Q5_1,
     /// 32 elements: f16 `d`, 32 signed bytes; x = d * q.
     Q8_0,
+    /// 256 elements (k-quant, see [`crate::kquant`]): 4-bit (scale, min) per 16, 2-bit quants, f16 `d`, `dmin`.
+    Q2_K,
+    /// 256 elements: 3-bit quants (2 low bits + a high-bit mask), 6-bit scales per 16, f16 `d`.
+    Q3_K,
+    /// 256 elements: f16 `d`, `dmin`, 6-bit (scale, min) per 32, 4-bit quants.
+    Q4_K,
+    /// 256 elements: as Q4_K plus a fifth quant bit.
+    Q5_K,
+    /// 256 elements: 6-bit quants (4 low + 2 high bits), i8 scales per 16, f16 `d`.
+    Q6_K,
 }
 
 impl DType {
+    /// The float and 32-element block types: every one can be quantized to
+    /// ([`crate::quant::quantize_row`]) and computed with.
     pub const ALL: [DType; 8] =
         [DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0];
+
+    /// The k-quants (256-element super-blocks): computed with, not yet quantized to.
+    pub const K_QUANTS: [DType; 5] = [DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K];
+
+    /// Every type: [`DType::ALL`] then [`DType::K_QUANTS`].
+    pub const EVERY: [DType; 13] = [
+        DType::F32,
+        DType::F16,
+        DType::BF16,
+        DType::Q4_0,
+        DType::Q4_1,
+        DType::Q5_0,
+        DType::Q5_1,
+        DType::Q8_0,
+        DType::Q2_K,
+        DType::Q3_K,
+        DType::Q4_K,
+        DType::Q5_K,
+        DType::Q6_K,
+    ];
 
     /// Elements per block (1 for plain floats).
     pub const fn block_len(self) -> usize {
         match self {
             DType::F32 | DType::F16 | DType::BF16 => 1,
             DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 => 32,
+            DType::Q2_K | DType::Q3_K | DType::Q4_K | DType::Q5_K | DType::Q6_K => 256,
         }
     }
 
@@ -46,11 +79,21 @@ impl DType {
             DType::Q5_0 => 22,
             DType::Q5_1 => 24,
             DType::Q8_0 => 34,
+            DType::Q2_K => 84,
+            DType::Q3_K => 110,
+            DType::Q4_K => 144,
+            DType::Q5_K => 176,
+            DType::Q6_K => 210,
         }
     }
 
     pub const fn is_quantized(self) -> bool {
         self.block_len() > 1
+    }
+
+    /// Whether this is a k-quant (256-element super-blocks).
+    pub const fn is_kquant(self) -> bool {
+        self.block_len() == 256
     }
 
     /// Bytes of a row of `n` elements, or `None` when `n` is not a whole
@@ -73,9 +116,17 @@ impl DType {
             DType::Q5_0 => "q5_0",
             DType::Q5_1 => "q5_1",
             DType::Q8_0 => "q8_0",
+            DType::Q2_K => "q2_K",
+            DType::Q3_K => "q3_K",
+            DType::Q4_K => "q4_K",
+            DType::Q5_K => "q5_K",
+            DType::Q6_K => "q6_K",
         }
     }
 
+    /// The type named `name` (case-insensitive), one of [`DType::ALL`]: the
+    /// types memwall can quantize to (k-quants are not found until they
+    /// have quantizers, so that callers building weights fail cleanly).
     pub fn from_name(name: &str) -> Option<DType> {
         DType::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(name))
     }

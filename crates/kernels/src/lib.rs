@@ -16,6 +16,7 @@
 //! the two together on random inputs of odd sizes.
 
 pub mod dtype;
+pub mod kquant;
 pub mod matmul;
 pub mod ops;
 pub mod pool;

@@ -23,6 +23,7 @@
 //! in separate arrays, since they never reach a file.
 
 use crate::dtype::DType;
+use crate::kquant::{dequantize_kblock, QK_K};
 use half::{bf16, f16};
 
 /// Elements per block of every block format.
@@ -81,6 +82,11 @@ pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) {
                 dequantize_block(dtype, b, y);
             }
         }
+        DType::Q2_K | DType::Q3_K | DType::Q4_K | DType::Q5_K | DType::Q6_K => {
+            for (y, b) in dst.chunks_exact_mut(QK_K).zip(src.chunks_exact(bb)) {
+                dequantize_kblock(dtype, b, y);
+            }
+        }
     }
 }
 
@@ -113,7 +119,7 @@ pub(crate) fn block_ints(dtype: DType, b: &[u8]) -> [i32; QK] {
                 q[j] = b[2 + j] as i8 as i32;
             }
         }
-        DType::F32 | DType::F16 | DType::BF16 => unreachable!("{dtype} has no blocks"),
+        _ => unreachable!("{dtype} has no 32-element blocks"),
     }
     q
 }
@@ -156,6 +162,7 @@ pub fn quantize_row(dtype: DType, src: &[f32], dst: &mut [u8]) {
                 c.copy_from_slice(&f32_to_bf16(v).to_le_bytes());
             }
         }
+        _ if dtype.is_kquant() => panic!("{dtype}: k-quant quantizers are not implemented"),
         _ => {
             for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(bb)) {
                 quantize_block(dtype, x.try_into().unwrap(), b);
@@ -256,7 +263,7 @@ fn quantize_block(dtype: DType, x: &[f32; QK], b: &mut [u8]) {
                 *o = (v * id).round() as i8 as u8;
             }
         }
-        DType::F32 | DType::F16 | DType::BF16 => unreachable!("{dtype} has no blocks"),
+        _ => unreachable!("{dtype} has no 32-element blocks"),
     }
 }
 
@@ -269,15 +276,40 @@ pub fn round_half_away(v: f32) -> i32 {
     t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)
 }
 
+/// `v.round_ties_even()` for |v| < 2^22 (NaN stays NaN), without the libm
+/// call that `round_ties_even` becomes when SSE4.1 is not a compile-time
+/// target feature: adding and subtracting 1.5 * 2^23 rounds to an integer
+/// in the default (nearest-even) rounding mode. Activation quants are
+/// |v| <= 127.
+#[inline]
+pub fn round_ties_even_small(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    (v + MAGIC) - MAGIC
+}
+
 /// One row of activations quantized to 8-bit blocks of 32 for the integer
 /// dot kernels: ggml's Q8_0 (`d`) and Q8_1 (`d` and `s = d * sum(qs)`) with
 /// f32 scales.
 ///
-/// `qs`: `[n]`, `d` and `s`: `[n / 32]`.
+/// `qs`: `[n]`, `d` and `s`: `[n / 32]`; for k-quant weights also
+/// `xs16`: `[n / 16]`, `d * sum(qs)` over each group of 16 in f32 (one
+/// rounding), which the k-quant kernels use for the row-independent part of
+/// their sums (mins, offsets); empty otherwise.
 pub struct Q8Row<'a> {
     pub qs: &'a [i8],
     pub d: &'a [f32],
     pub s: &'a [f32],
+    pub xs16: &'a [f32],
+}
+
+/// `xs16[g] = d[g / 2] * sum(qs[16 g .. 16 g + 16])` (see [`Q8Row`]).
+/// `qs`: `[n]`, `d`: `[n / 32]`, `xs16`: `[n / 16]`.
+pub fn group_sums_q8(qs: &[i8], d: &[f32], xs16: &mut [f32]) {
+    assert!(qs.len() == 16 * xs16.len() && d.len() * 2 == xs16.len());
+    for (g, (o, q)) in xs16.iter_mut().zip(qs.chunks_exact(16)).enumerate() {
+        let sum: i32 = q.iter().map(|&v| v as i32).sum();
+        *o = d[g / 2] * sum as f32;
+    }
 }
 
 /// Quantize activations `x: [n]` (n a multiple of 32) to `qs: [n]`,
@@ -296,7 +328,7 @@ pub fn quantize_row_q8(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         let mut sum = 0i32;
         for (q, &v) in qs[i * QK..(i + 1) * QK].iter_mut().zip(xb) {
-            *q = (v * id).round_ties_even() as i8;
+            *q = round_ties_even_small(v * id) as i8;
             sum += *q as i32;
         }
         d[i] = f16::from_f32(db).to_f32();
@@ -327,6 +359,7 @@ mod tests {
                 DType::Q5_0 => 4.5 / 16.0,
                 DType::Q5_1 => 9.0 / 31.0,
                 DType::Q8_0 => 4.5 / 127.0,
+                _ => unreachable!(),
             };
             for (a, b) in x.iter().zip(&y) {
                 let tol = if matches!(dtype, DType::Q4_0 | DType::Q5_0) { step } else { step * 0.51 };
@@ -346,6 +379,22 @@ mod tests {
         }
         assert_eq!(round_half_away(f32::NAN), 0);
         assert_eq!(round_half_away(0.49999997), 0);
+    }
+
+    #[test]
+    fn round_ties_even_small_is_round_ties_even() {
+        let mut v = -200.0f32;
+        while v < 200.0 {
+            for w in [v, f32::from_bits(v.to_bits() + 1), f32::from_bits(v.to_bits().wrapping_sub(1))] {
+                if w.is_nan() {
+                    continue;
+                }
+                assert_eq!(round_ties_even_small(w), w.round_ties_even(), "{w}");
+            }
+            v += 0.125;
+        }
+        assert!(round_ties_even_small(f32::NAN).is_nan());
+        assert_eq!(round_ties_even_small(-0.4).to_bits() & 0x7fff_ffff, 0);
     }
 
     #[test]

@@ -11,6 +11,12 @@
 //! reference kernel) and `cols / 32` for block formats (one f32 rounding per
 //! block after an exact integer sum), and the `m` term only exists for
 //! Q4_1/Q5_1, whose kernels add `d*q*x` and `m*s` separately.
+//!
+//! K-quants (`y = (d sc) q - dmin m` per group of 16) are summed as two
+//! float terms per 32-element activation block, so for them `n_terms` is
+//! `cols / 16` and the magnitude counts both parts:
+//! `sum_c (|d sc q| + |dmin m|) |x_c|`. They have no quantizer, so their
+//! weights are always random bytes with sane f16 scales.
 
 use memwall_kernels::matmul::{matmul_with, Isa};
 use memwall_kernels::quant::{dequantize_row, quantize_row, quantize_row_q8};
@@ -20,7 +26,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 fn variants() -> Vec<Isa> {
-    [Isa::Reference, Isa::Avx2].into_iter().filter(|i| i.available()).collect()
+    Isa::ALL.into_iter().filter(|i| i.available()).collect()
 }
 
 /// Weights `[rows, cols]` in `dtype`: either quantized from random floats or,
@@ -28,13 +34,12 @@ fn variants() -> Vec<Isa> {
 fn weights(dtype: DType, rows: usize, cols: usize, raw: bool, rng: &mut StdRng) -> Vec<u8> {
     let rb = dtype.row_bytes(cols).unwrap();
     let mut data = vec![0u8; rows * rb];
-    if raw && dtype.is_quantized() {
+    if (raw && dtype.is_quantized()) || dtype.is_kquant() {
         rng.fill(&mut data[..]);
         for b in data.chunks_exact_mut(dtype.block_bytes()) {
-            let n_scales = if matches!(dtype, DType::Q4_1 | DType::Q5_1) { 2 } else { 1 };
-            for k in 0..n_scales {
+            for &at in scale_offsets(dtype) {
                 let v = half::f16::from_f32(rng.gen_range(-0.1..0.1f32));
-                b[2 * k..2 * k + 2].copy_from_slice(&v.to_bits().to_le_bytes());
+                b[at..at + 2].copy_from_slice(&v.to_bits().to_le_bytes());
             }
         }
         return data;
@@ -44,6 +49,36 @@ fn weights(dtype: DType, rows: usize, cols: usize, raw: bool, rng: &mut StdRng) 
         quantize_row(dtype, &row, &mut data[r * rb..(r + 1) * rb]);
     }
     data
+}
+
+/// Byte offsets of the f16 scales in a block: `d` first, then `m` / `dmin`.
+fn scale_offsets(dtype: DType) -> &'static [usize] {
+    match dtype {
+        DType::Q4_1 | DType::Q5_1 | DType::Q4_K | DType::Q5_K => &[0, 2],
+        DType::Q2_K => &[80, 82],
+        DType::Q3_K => &[108],
+        DType::Q6_K => &[208],
+        _ => &[0],
+    }
+}
+
+/// A k-quant row's two parts `[cols]`: `(d sc q, -dmin m)` (the row with
+/// `dmin` zeroed, then with `d` zeroed).
+fn kquant_parts(dtype: DType, row: &[u8], cols: usize) -> (Vec<f32>, Vec<f32>) {
+    let offs = scale_offsets(dtype);
+    let part = |zero: usize| {
+        let mut r = row.to_vec();
+        if let Some(&at) = offs.get(zero) {
+            for b in r.chunks_exact_mut(dtype.block_bytes()) {
+                b[at..at + 2].fill(0);
+            }
+        }
+        let mut y = vec![0f32; cols];
+        dequantize_row(dtype, &r, &mut y);
+        y
+    };
+    let minus = if offs.len() == 2 { part(0) } else { vec![0.0; cols] };
+    (part(1), minus)
 }
 
 /// Activations as the kernel sees them: exact for float weights, Q8-rounded
@@ -69,7 +104,13 @@ fn check_against_exact(dtype: DType, rows: usize, cols: usize, n_tokens: usize, 
         dequantize_row(dtype, w.row(r), &mut wf[r * cols..(r + 1) * cols]);
     }
     let (xe, sums): (Vec<Vec<f32>>, Vec<Vec<f32>>) = x.chunks(cols).map(|t| effective_x(dtype, t)).unzip();
-    let n_terms = if dtype.is_quantized() { cols / 32 } else { cols };
+    let n_terms = if dtype.is_kquant() {
+        cols / 16
+    } else if dtype.is_quantized() {
+        cols / 32
+    } else {
+        cols
+    };
     let pool = ThreadPool::new(2);
     for isa in variants() {
         let mut y = vec![f32::NAN; n_tokens * rows];
@@ -90,6 +131,10 @@ fn check_against_exact(dtype: DType, rows: usize, cols: usize, n_tokens: usize, 
                         let sx: f64 = xb.iter().map(|v| v.abs() as f64).sum();
                         mag += 2.0 * m.abs() * sx;
                     }
+                }
+                if dtype.is_kquant() {
+                    let (plus, minus) = kquant_parts(dtype, w.row(r), cols);
+                    mag = (0..cols).map(|c| (plus[c].abs() as f64 + minus[c].abs() as f64) * xt[c].abs() as f64).sum();
                 }
                 let bound = (n_terms + 8) as f64 * f32::EPSILON as f64 * mag + 1e-30;
                 let got = y[t * rows + r] as f64;
@@ -124,7 +169,12 @@ fn check_batch_invariance(dtype: DType, rows: usize, cols: usize, n_tokens: usiz
 }
 
 fn any_dtype() -> impl Strategy<Value = DType> {
-    prop::sample::select(DType::ALL.to_vec())
+    prop::sample::select(DType::EVERY.to_vec())
+}
+
+/// Columns of about `blocks` 32-element blocks, rounded up to the type's block.
+fn cols_of(dtype: DType, blocks: usize) -> usize {
+    (blocks * 32).div_ceil(dtype.block_len()) * dtype.block_len()
 }
 
 proptest! {
@@ -135,7 +185,7 @@ proptest! {
         dtype in any_dtype(), rows in 1usize..38, blocks in 1usize..17,
         n_tokens in 1usize..8, raw in any::<bool>(), seed in any::<u64>(),
     ) {
-        check_against_exact(dtype, rows, blocks * 32, n_tokens, raw, seed);
+        check_against_exact(dtype, rows, cols_of(dtype, blocks), n_tokens, raw, seed);
     }
 
     #[test]
@@ -151,13 +201,13 @@ proptest! {
         dtype in any_dtype(), rows in 1usize..38, blocks in 1usize..9,
         n_tokens in 2usize..8, seed in any::<u64>(),
     ) {
-        check_batch_invariance(dtype, rows, blocks * 32, n_tokens, seed);
+        check_batch_invariance(dtype, rows, cols_of(dtype, blocks), n_tokens, seed);
     }
 
     #[test]
     fn dequantize_row_accepts_any_bytes(dtype in any_dtype(), blocks in 1usize..5, seed in any::<u64>()) {
         let mut rng = StdRng::seed_from_u64(seed);
-        let n = blocks * 32;
+        let n = blocks * dtype.block_len();
         let mut src = vec![0u8; dtype.row_bytes(n).unwrap()];
         rng.fill(&mut src[..]);
         let mut dst = vec![0f32; n];
@@ -167,7 +217,7 @@ proptest! {
 
 #[test]
 fn large_shape_all_types() {
-    for (i, dtype) in DType::ALL.into_iter().enumerate() {
+    for (i, dtype) in DType::EVERY.into_iter().enumerate() {
         check_against_exact(dtype, 67, 1536, 3, false, i as u64);
         check_against_exact(dtype, 13, 512, 2, true, 100 + i as u64);
     }

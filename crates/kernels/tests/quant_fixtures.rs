@@ -97,3 +97,25 @@ fn activation_quants_are_ggml_q8_0() {
         }
     }
 }
+
+/// The k-quant decoders against gguf-py's, bit for bit, on random blocks
+/// (every quant and scale bit pattern, finite f16 scales).
+/// Fixtures: `tests/data/kquant_<type>.bin` (see `tools/make_quant_fixtures.py`).
+#[test]
+fn kquant_dequantize_matches_gguf_py_bits() {
+    for dtype in DType::K_QUANTS {
+        let path = format!("{}/tests/data/kquant_{}.bin", env!("CARGO_MANIFEST_DIR"), dtype.name());
+        let b = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(&b[..4], b"MWKF");
+        let u = |i: usize| u32::from_le_bytes(b[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize;
+        let (n_blocks, bb) = (u(0), u(1));
+        assert_eq!(bb, dtype.block_bytes());
+        let (raw, want) = b[16..].split_at(n_blocks * bb);
+        let want = f32s(want);
+        let mut y = vec![0f32; n_blocks * 256];
+        dequantize_row(dtype, raw, &mut y);
+        for (i, (a, w)) in y.iter().zip(&want).enumerate() {
+            assert_eq!(a.to_bits(), w.to_bits(), "{dtype} block {} element {}: {a} vs {w}", i / 256, i % 256);
+        }
+    }
+}

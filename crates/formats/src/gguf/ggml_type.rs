@@ -176,6 +176,11 @@ impl GgmlType {
             GgmlType::Q5_0 => DType::Q5_0,
             GgmlType::Q5_1 => DType::Q5_1,
             GgmlType::Q8_0 => DType::Q8_0,
+            GgmlType::Q2_K => DType::Q2_K,
+            GgmlType::Q3_K => DType::Q3_K,
+            GgmlType::Q4_K => DType::Q4_K,
+            GgmlType::Q5_K => DType::Q5_K,
+            GgmlType::Q6_K => DType::Q6_K,
             _ => return None,
         })
     }
@@ -191,6 +196,11 @@ impl GgmlType {
             DType::Q5_0 => GgmlType::Q5_0,
             DType::Q5_1 => GgmlType::Q5_1,
             DType::Q8_0 => GgmlType::Q8_0,
+            DType::Q2_K => GgmlType::Q2_K,
+            DType::Q3_K => GgmlType::Q3_K,
+            DType::Q4_K => GgmlType::Q4_K,
+            DType::Q5_K => GgmlType::Q5_K,
+            DType::Q6_K => GgmlType::Q6_K,
         }
     }
 }
@@ -222,14 +232,14 @@ mod tests {
 
     #[test]
     fn dtypes_agree_with_kernels() {
-        for d in DType::ALL {
+        for d in DType::EVERY {
             let t = GgmlType::from_dtype(d);
             assert_eq!(t.dtype(), Some(d));
             assert_eq!(t.block_len(), d.block_len());
             assert_eq!(t.block_bytes(), d.block_bytes());
             assert_eq!(t.name(), d.name());
         }
-        assert_eq!(GgmlType::all().filter(|t| t.dtype().is_some()).count(), DType::ALL.len());
+        assert_eq!(GgmlType::all().filter(|t| t.dtype().is_some()).count(), DType::EVERY.len());
     }
 
     #[test]

@@ -112,7 +112,8 @@ fn custom_alignment_and_types_memwall_cannot_compute() {
     assert_eq!(f.alignment(), 256);
     assert_eq!(f.get(KEY_ALIGNMENT), Some(&Value::U32(256)));
     let k = f.tensor("k").unwrap();
-    assert_eq!((k.ggml_type, k.dtype(), k.n_bytes), (GgmlType::Q4_K, None, 288));
+    assert_eq!((k.ggml_type, k.dtype(), k.n_bytes), (GgmlType::Q4_K, Some(DType::Q4_K), 288));
+    assert_eq!(f.tensor("i").unwrap().dtype(), None);
     assert_eq!(f.tensor("i").unwrap().offset, 512);
     assert_eq!(f.tensor("scalar").unwrap().n_elements(), 1);
     assert_eq!(f.tensor_data(f.tensor("empty").unwrap()).len(), 0);

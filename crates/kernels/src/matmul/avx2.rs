@@ -11,10 +11,12 @@
 //! unpack each weight block once and run the very same per-token float
 //! operations, so they are bit-identical to the one-token kernels.
 //!
+//! Each block asks for the line [`PREFETCH_BYTES`] ahead: see there why.
+//!
 //! Float kernels use four 8-lane FMA accumulators over 32 columns, then one
 //! 8-lane accumulator, then a scalar tail.
 
-use super::{FDot, Kernel, QDot, QDot4};
+use super::{FDot, Kernel, QDot, QDot4, PREFETCH_BYTES};
 use crate::dtype::DType;
 use crate::quant::{Q8Row, QK};
 use std::arch::x86_64::*;
@@ -29,6 +31,8 @@ pub(super) fn kernel(dtype: DType) -> Kernel {
         DType::Q5_0 => Kernel::Quant(dot_q5_0 as QDot, Some(dot_q5_0x4 as QDot4)),
         DType::Q5_1 => Kernel::Quant(dot_q5_1 as QDot, Some(dot_q5_1x4 as QDot4)),
         DType::Q8_0 => Kernel::Quant(dot_q8_0 as QDot, Some(dot_q8_0x4 as QDot4)),
+        DType::Q4_K | DType::Q6_K => super::avx2_kquant::kernel(dtype),
+        DType::Q2_K | DType::Q3_K | DType::Q5_K => super::reference::kernel(dtype),
     }
 }
 
@@ -101,6 +105,7 @@ unsafe fn dot_blocks<const BB: usize, const OFFSET: bool, const N: usize>(
     // SAFETY (all reads below): i < nb and the lengths are checked above.
     let block = |i: usize, acc: &mut [__m256; N], summs: &mut [__m128; N]| unsafe {
         let b = wp.add(i * BB);
+        _mm_prefetch(b.wrapping_add(PREFETCH_BYTES) as *const i8, _MM_HINT_T0);
         let qw = unpack(b);
         let aw = if signed { _mm256_sign_epi8(qw, qw) } else { qw };
         // Lane 0: d; lane 1: m (offset formats; otherwise two quant bytes, unused).

@@ -2,10 +2,15 @@
 //!
 //! Quantized rows follow ggml's `ggml_vec_dot_*_generic`: an exact integer
 //! sum per block, then `sumf += sumi * (d_w * d_x)` (`+ m_w * s_x`) in block
-//! order. Float rows accumulate `w[c] * x[c]` in f32, in column order.
+//! order. K-quant rows use the same 32-element Q8_0 activation blocks (not
+//! ggml's Q8_K): per activation block, exact integer sums
+//! `isum = sum_g sc[g] * sum(q * q_x)` and `msum = sum_g m[g] * sum(q_x)` over
+//! its two groups of 16, then `sumf += (d * d_x) * isum - (dmin * d_x) * msum`.
+//! Float rows accumulate `w[c] * x[c]` in f32, in column order.
 
 use super::{FDot, Kernel, QDot};
 use crate::dtype::DType;
+use crate::kquant::kblock;
 use crate::quant::{block_ints, f16_at, Q8Row, QK};
 use half::{bf16, f16};
 
@@ -24,6 +29,11 @@ pub(super) fn kernel(dtype: DType) -> Kernel {
         ),
         DType::Q4_1 => Kernel::Quant(dot_q4_1 as QDot, None),
         DType::Q5_1 => Kernel::Quant(dot_q5_1 as QDot, None),
+        DType::Q2_K => Kernel::Quant(dot_q2_k as QDot, None),
+        DType::Q3_K => Kernel::Quant(dot_q3_k as QDot, None),
+        DType::Q4_K => Kernel::Quant(dot_q4_k as QDot, None),
+        DType::Q5_K => Kernel::Quant(dot_q5_k as QDot, None),
+        DType::Q6_K => Kernel::Quant(dot_q6_k as QDot, None),
     }
 }
 
@@ -97,4 +107,52 @@ pub fn dot_q4_1(w: &[u8], x: &Q8Row) -> f32 {
 /// Q5_1 row × Q8_1 activations.
 pub fn dot_q5_1(w: &[u8], x: &Q8Row) -> f32 {
     dot_offset(DType::Q5_1, w, x)
+}
+
+/// A k-quant row × Q8_0 activations (see the module docs).
+pub fn dot_kquant(dtype: DType, w: &[u8], x: &Q8Row) -> f32 {
+    let bb = dtype.block_bytes();
+    let mut sumf = 0.0f32;
+    for (sb, b) in w.chunks_exact(bb).enumerate() {
+        let k = kblock(dtype, b);
+        for c in 0..8 {
+            let i = sb * 8 + c;
+            let xq = &x.qs[i * QK..(i + 1) * QK];
+            let wq = &k.q[c * QK..(c + 1) * QK];
+            let (mut isum, mut msum) = (0i32, 0i32);
+            for h in 0..2 {
+                let g = 2 * c + h;
+                let (mut dot, mut sx) = (0i32, 0i32);
+                for j in 16 * h..16 * h + 16 {
+                    dot += wq[j] as i32 * xq[j] as i32;
+                    sx += xq[j] as i32;
+                }
+                isum += k.sc[g] * dot;
+                msum += k.m[g] * sx;
+            }
+            sumf += (k.d * x.d[i]) * isum as f32 - (k.dmin * x.d[i]) * msum as f32;
+        }
+    }
+    sumf
+}
+
+/// Q2_K row × Q8_0 activations.
+pub fn dot_q2_k(w: &[u8], x: &Q8Row) -> f32 {
+    dot_kquant(DType::Q2_K, w, x)
+}
+/// Q3_K row × Q8_0 activations.
+pub fn dot_q3_k(w: &[u8], x: &Q8Row) -> f32 {
+    dot_kquant(DType::Q3_K, w, x)
+}
+/// Q4_K row × Q8_0 activations.
+pub fn dot_q4_k(w: &[u8], x: &Q8Row) -> f32 {
+    dot_kquant(DType::Q4_K, w, x)
+}
+/// Q5_K row × Q8_0 activations.
+pub fn dot_q5_k(w: &[u8], x: &Q8Row) -> f32 {
+    dot_kquant(DType::Q5_K, w, x)
+}
+/// Q6_K row × Q8_0 activations.
+pub fn dot_q6_k(w: &[u8], x: &Q8Row) -> f32 {
+    dot_kquant(DType::Q6_K, w, x)
 }
