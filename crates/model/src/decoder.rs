@@ -93,6 +93,8 @@ pub struct Scratch {
     up: Vec<f32>,
     rows: Vec<f32>,
     logits: Vec<f32>,
+    /// `[head_dim]`: one head's input to a q/k norm.
+    head: Vec<f32>,
 }
 
 fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
@@ -264,8 +266,8 @@ impl Model {
                     }
                 }
             }
-            self.position_heads(q, &positions, layer.attn.q_norm.as_ref());
-            self.position_heads(k, &positions, layer.attn.k_norm.as_ref());
+            self.position_heads(q, &positions, layer.attn.q_norm.as_ref(), &mut s.head);
+            self.position_heads(k, &positions, layer.attn.k_norm.as_ref(), &mut s.head);
             trace(&mut s.trace, "q_rope", il, q);
             trace(&mut s.trace, "k_rope", il, k);
             trace(&mut s.trace, "v", il, v);
@@ -320,15 +322,16 @@ impl Model {
     }
 
     /// Applies the optional per-head norm and RoPE to `x` (`[n, n_h * head_dim]`).
-    fn position_heads(&self, x: &mut [f32], positions: &[usize], norm: Option<&Norm>) {
+    /// `tmp` is a `[head_dim]` buffer for the norm's input.
+    fn position_heads(&self, x: &mut [f32], positions: &[usize], norm: Option<&Norm>, tmp: &mut Vec<f32>) {
         let hd = self.config.head_dim;
         let width = x.len() / positions.len().max(1);
-        let mut tmp = vec![0f32; hd];
+        let tmp = grow(tmp, hd);
         for (row, &pos) in x.chunks_exact_mut(width).zip(positions) {
             for head in row.chunks_exact_mut(hd) {
                 if let Some(norm) = norm {
                     tmp.copy_from_slice(head);
-                    norm.apply(&tmp, head);
+                    norm.apply(tmp, head);
                 }
                 match self.rope {
                     Some(RopeStyle::Neox) => ops::rope_neox(head, pos, &self.inv_freq),
