@@ -30,14 +30,21 @@ enum Command {
     /// Benchmark prefill and decode (llama-bench's pp/tg tests) with MBU and
     /// MFU against this machine's measured bandwidth and peak FLOP/s.
     Bench(commands::bench::Args),
+    /// Serve the model over an OpenAI-compatible HTTP API (chat, completions,
+    /// streaming, metrics).
+    Serve(commands::serve::Args),
+    /// Predict latency, throughput, memory, energy and cost of a model on
+    /// any hardware from its roofline; --validate checks it on this machine.
+    Plan(commands::plan::Args),
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("MEMWALL_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // The server's access log is on by default; other commands stay quiet.
+    let default_filter = if matches!(cli.command, Command::Serve(_)) { "info" } else { "" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MEMWALL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let result = match cli.command {
         Command::Generate(a) => commands::generate::run(a),
         Command::Chat(a) => commands::chat::run(a),
@@ -45,6 +52,8 @@ fn main() {
         Command::Logits(a) => commands::logits::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Bench(a) => commands::bench::run(a),
+        Command::Serve(a) => commands::serve::run(a),
+        Command::Plan(a) => commands::plan::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -20,6 +20,8 @@
 //! Benchmarks are measurements, not tests: nothing here asserts on time.
 
 pub mod bench;
+pub mod hardware;
+pub mod plan;
 pub mod probe;
 pub mod synthetic;
 mod vocab;

@@ -1,7 +1,8 @@
 //! Hardware probes: the ceilings MBU and MFU are measured against.
 //!
 //! * **Bandwidth**: every thread of a [`ThreadPool`] sums its own contiguous
-//!   share of a buffer far larger than the caches (256 MiB by default), the
+//!   share of a buffer far larger than the caches (1 GiB: this machine's
+//!   hypervisor reports a 480 MiB L3), the
 //!   access pattern of a matmul streaming weight rows. Best of several passes,
 //!   in GB/s (10⁹ bytes per second), as STREAM and llama.cpp's analyses report.
 //! * **Compute**: a `[n_tokens = 128, 2048] · [2048, 2048]` matmul through
@@ -17,6 +18,9 @@ use memwall_kernels::quant::quantize_row;
 use memwall_kernels::{matmul, DType, MatRef, ThreadPool};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
+
+/// Bytes the bandwidth probe streams through.
+pub const BANDWIDTH_BUFFER: usize = 1 << 30;
 
 /// Measured ceilings at one thread count.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,7 +48,7 @@ impl Probe {
         for &t in threads {
             let pool = ThreadPool::new(t);
             progress(&format!("probing bandwidth, {t} thread(s)"));
-            let bandwidth = bandwidth(&pool, 256 << 20, 5);
+            let bandwidth = bandwidth(&pool, BANDWIDTH_BUFFER, 5);
             progress(&format!("probing f32 matmul, {t} thread(s)"));
             let f32_flops = matmul_flops(&pool, DType::F32, 3);
             progress(&format!("probing int8 matmul, {t} thread(s)"));
