@@ -11,7 +11,7 @@
 #   -n N            decode steps of the tg test [128]
 #   -r N            repetitions per test, median reported [5]
 #   -t LIST         thread counts [1,2]
-#   --files LIST    which files: f16,q8_0,q4_0,q4_k_m,smollm2 [all]
+#   --files LIST    which files, in order [q4_0,q8_0,smollm2,f16,q4_k_m]
 #   --quick         -p 64 -n 16 -r 2 --files q4_0,smollm2
 #   --build-only    only build llama.cpp (if needed) and exit
 #
@@ -30,7 +30,8 @@
 #  4. memwall's probe (bandwidth, peak FLOP/s) -> .cache/bench/probe.json;
 #  5. tools/bench_vs_llama_cpp.py: for each file, thread count and test,
 #     llama-bench then memwall bench, back to back; prints the markdown table
-#     and writes raw results to .cache/bench/results.json.
+#     and writes raw results to .cache/bench/results.json (and the table so
+#     far to .cache/bench/table.md after every row).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -45,7 +46,7 @@ N_PROMPT=512
 N_GEN=128
 REPS=5
 THREADS=1,2
-FILES=f16,q8_0,q4_0,q4_k_m,smollm2
+FILES=q4_0,q8_0,smollm2,f16,q4_k_m
 QUICK="${MEMWALL_BENCH_QUICK:-0}"
 BUILD_ONLY=0
 
@@ -102,7 +103,11 @@ fi
 # 2. memwall
 log "building memwall (release)"
 (cd "$REPO" && cargo build --release -q -p memwall-cli)
-MEMWALL="$REPO/target/release/memwall"
+# A private copy: other builds in the shared target directory cannot swap
+# the binary in the middle of a run.
+mkdir -p "$OUT"
+cp "$REPO/target/release/memwall" "$OUT/memwall"
+MEMWALL="$OUT/memwall"
 
 # 3. files
 mkdir -p "$OUT"
@@ -146,4 +151,5 @@ log "probe -> $OUT/probe.json"
 log "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 "$PY" "$REPO/tools/bench_vs_llama_cpp.py" \
     --llama-bench "$LLAMA_BENCH" --memwall "$MEMWALL" --probe "$OUT/probe.json" \
-    -p "$N_PROMPT" -n "$N_GEN" -t "$THREADS" -r "$REPS" --raw "$OUT/results.json" "${paths[@]}"
+    -p "$N_PROMPT" -n "$N_GEN" -t "$THREADS" -r "$REPS" \
+    --raw "$OUT/results.json" --table "$OUT/table.md" "${paths[@]}"

@@ -124,8 +124,9 @@ def main():
     ap.add_argument("-n", "--n-gen", type=int, default=128)
     ap.add_argument("-t", "--threads", default="1,2")
     ap.add_argument("-r", "--reps", type=int, default=5)
-    ap.add_argument("--timeout", type=int, default=1800, help="seconds per benchmark invocation")
-    ap.add_argument("--raw", help="write every raw result here (JSON)")
+    ap.add_argument("--timeout", type=int, default=900, help="seconds per benchmark invocation")
+    ap.add_argument("--raw", help="write every raw result here (JSON), updated after every row")
+    ap.add_argument("--table", help="write the markdown table here, updated after every row")
     ap.add_argument("files", nargs="+")
     args = ap.parse_args()
 
@@ -156,19 +157,34 @@ def main():
                 rows.append((name, test, t, lc, mw, ratio))
                 raw.append({"file": path, "test": test, "threads": t, "bandwidth": bw,
                             "bytes_per_token": bpt, "llama.cpp": lc, "memwall": mw, "ratio": ratio})
+                write_outputs(args, probe, rows, raw, started)
                 log(f"  llama.cpp {fmt_ts(lc)} t/s, memwall {fmt_ts(mw)} t/s"
                     + (f", ratio {ratio:.2f}" if ratio else "")
                     + (f" ({mw.get('error')})" if mw["status"] != "ok" else ""))
 
-    print("| file | test | threads | llama.cpp t/s | memwall t/s | memwall / llama.cpp | MBU llama.cpp | MBU memwall |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    write_outputs(args, probe, rows, raw, started, final=True)
+
+
+def table(args, probe, rows, started):
+    lines = ["| file | test | threads | llama.cpp t/s | memwall t/s | memwall / llama.cpp | MBU llama.cpp | MBU memwall |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, test, t, lc, mw, ratio in rows:
-        print(f"| {name} | {test} | {t} | {fmt_ts(lc)} | {fmt_ts(mw)} | "
-              f"{'-' if ratio is None else f'{ratio:.2f}×'} | {fmt_pct(lc.get('mbu'))} | {fmt_pct(mw.get('mbu'))} |")
-    print()
-    print(f"Median of {args.reps} runs each; MBU against the probe's streaming-read bandwidth "
-          + ", ".join(f"{c['bandwidth'] / 1e9:.1f} GB/s at {c['threads']} thread(s)" for c in probe["by_threads"])
-          + f"; {time.time() - started:.0f} s in total.")
+        lines.append(f"| {name} | {test} | {t} | {fmt_ts(lc)} | {fmt_ts(mw)} | "
+                     f"{'-' if ratio is None else f'{ratio:.2f}×'} | {fmt_pct(lc.get('mbu'))} | {fmt_pct(mw.get('mbu'))} |")
+    lines.append("")
+    lines.append(f"Median of {args.reps} runs each; MBU against the probe's streaming-read bandwidth "
+                 + ", ".join(f"{c['bandwidth'] / 1e9:.1f} GB/s at {c['threads']} thread(s)" for c in probe["by_threads"])
+                 + f"; {time.time() - started:.0f} s in total.")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(args, probe, rows, raw, started, final=False):
+    text = table(args, probe, rows, started)
+    if final:
+        sys.stdout.write(text)
+    if args.table:
+        with open(args.table, "w") as f:
+            f.write(text)
     if args.raw:
         with open(args.raw, "w") as f:
             json.dump({"probe": probe, "results": raw}, f, indent=1)
