@@ -75,6 +75,19 @@ pub struct Args {
     /// cannot run yet; the side-by-side script uses it for llama.cpp's MBU).
     #[arg(long)]
     cost_only: bool,
+    /// Run the continuous-batching engine with this many concurrent requests
+    /// per level, comma-separated (e.g. 1,4,16,64): aggregate decode tokens/s,
+    /// TTFT, TPOT and KV waste. Prompt length is the first -p value, new
+    /// tokens the first -n value, threads the first -t value.
+    #[arg(long, value_name = "N,..", value_delimiter = ',')]
+    concurrency: Vec<usize>,
+    /// With --concurrency: KV cache size (2GiB, 512MiB, or a fraction such as
+    /// 0.3 of available memory). Default: room for every request at once.
+    #[arg(long, value_name = "SIZE", requires = "concurrency")]
+    kv_memory: Option<memwall_engine::KvMemory>,
+    /// With --concurrency: tokens computed per engine step (chunked prefill budget).
+    #[arg(long, value_name = "N", default_value_t = 512, requires = "concurrency")]
+    max_batch_tokens: usize,
 }
 
 /// What is being benchmarked, for the report.
@@ -159,6 +172,18 @@ fn bench_file(args: &Args, path: &Path, threads: &[usize]) -> Result<()> {
         return print_costs(args, path);
     }
     let loaded = load_quietly(path)?;
+    if !args.concurrency.is_empty() {
+        let levels = super::bench_concurrency::Levels {
+            concurrency: args.concurrency.iter().map(|&c| c.max(1)).collect(),
+            prompt_tokens: args.n_prompt.first().copied().unwrap_or(512).max(1),
+            new_tokens: args.n_gen.first().copied().unwrap_or(128).max(1),
+            threads: threads[0],
+            kv_memory: args.kv_memory,
+            max_batch_tokens: args.max_batch_tokens.max(1),
+            json: args.json,
+        };
+        return super::bench_concurrency::run(loaded, &levels);
+    }
     let subject = match GgufFile::open(path) {
         Ok(g) => describe(path, &g, loaded.model.config.clone()),
         Err(_) => describe_dir(path, &loaded),

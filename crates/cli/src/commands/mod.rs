@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod bench_concurrency;
 pub mod chat;
 pub mod generate;
 pub mod inspect;
