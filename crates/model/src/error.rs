@@ -15,7 +15,7 @@ pub enum ModelError {
     MissingTensor(String),
     #[error("tensor '{name}' has shape {found:?}, expected {expected:?}")]
     BadShape { name: String, found: Vec<usize>, expected: Vec<usize> },
-    #[error("tensor '{name}' has type {ty}, which memwall cannot compute with yet (supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0)")]
+    #[error("tensor '{name}' has type {ty}, which memwall cannot compute with yet (supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K)")]
     UnsupportedType { name: String, ty: String },
     #[error(transparent)]
     Gguf(#[from] memwall_formats::gguf::GgufError),
