@@ -62,7 +62,10 @@ pub fn render(
     env.add_function("raise_exception", raise_exception);
     env.add_function("strftime_now", strftime_now);
     env.add_filter("tojson", tojson);
-    env.add_template("chat_template", template).map_err(|e| ChatTemplateError::Syntax(describe(&e)))?;
+    env.add_filter("length", length);
+    env.add_test("iterable", is_iterable);
+    let template = generation_blocks_as_plain_blocks(template);
+    env.add_template("chat_template", &template).map_err(|e| ChatTemplateError::Syntax(describe(&e)))?;
     let tmpl = env.get_template("chat_template").map_err(|e| ChatTemplateError::Syntax(describe(&e)))?;
     let ctx = minijinja::context! {
         messages => Value::from_serialize(messages),
@@ -72,6 +75,39 @@ pub fn render(
         tools => Value::from(()),
     };
     tmpl.render(ctx).map_err(|e| ChatTemplateError::Render(describe(&e)))
+}
+
+/// Jinja2's `length`: an undefined value has length 0 (minijinja refuses it).
+fn length(v: Value) -> Result<usize, Error> {
+    if v.is_undefined() {
+        return Ok(0);
+    }
+    v.len().ok_or_else(|| {
+        Error::new(ErrorKind::InvalidOperation, format!("cannot calculate length of value of type {}", v.kind()))
+    })
+}
+
+/// Jinja2's `iterable` test: `none` is not iterable (minijinja says it is),
+/// so `tools is iterable and tools | length > 0` works with `tools = none`.
+fn is_iterable(v: Value) -> bool {
+    !v.is_none() && !v.is_undefined() && v.try_iter().is_ok()
+}
+
+/// transformers' `{% generation %}…{% endgeneration %}` extension only marks
+/// the assistant's tokens for training masks and renders its body unchanged;
+/// minijinja has no such tag, so it becomes `{% if true %}…{% endif %}` with
+/// the same whitespace control.
+fn generation_blocks_as_plain_blocks(template: &str) -> String {
+    static TAGS: std::sync::OnceLock<[(fancy_regex::Regex, &str); 2]> = std::sync::OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        let tag = |name: &str| fancy_regex::Regex::new(&format!(r"\{{%(-?)\s*{name}\s*(-?)%\}}")).expect("valid regex");
+        [(tag("generation"), "{%${1} if true ${2}%}"), (tag("endgeneration"), "{%${1} endif ${2}%}")]
+    });
+    let mut out = template.to_string();
+    for (re, with) in tags {
+        out = re.replace_all(&out, *with).into_owned();
+    }
+    out
 }
 
 /// The error and its causes on one line.

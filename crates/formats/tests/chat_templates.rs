@@ -109,3 +109,40 @@ fn python_string_methods_and_loop_controls() {
              {% endfor %}{{ strftime_now('%Y')|length }}";
     assert_eq!(render(t, &msgs, false, "", "").unwrap(), "[HELLO WORLD|True|2]4");
 }
+
+/// Every chat template of llama.cpp's collection (`models/templates/` of the
+/// llama-cpp-python 0.3.36 sdist, fetched into `.cache/templates/` by
+/// `scripts/fetch-test-data.sh`) renders a two-turn conversation.
+#[test]
+fn every_llama_cpp_template_renders_a_two_turn_conversation() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/templates");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/fetch-test-data.sh", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jinja"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 50, "only {} templates in {}", files.len(), dir.display());
+    // No system message: some templates (Gemma's) refuse one by design.
+    let messages = [
+        ChatMessage::new("user", "Hello, who are you?"),
+        ChatMessage::new("assistant", "I am an assistant."),
+        ChatMessage::new("user", "What is 2+2?"),
+    ];
+    // Needs the caller to pass `functions` and `datetime` (it adds them to a
+    // string); transformers fails the same way without them.
+    let needs_extra_variables = ["fireworks-ai-llama-3-firefunction-v2.jinja"];
+    let mut failures = Vec::new();
+    for file in &files {
+        if needs_extra_variables.iter().any(|n| file.ends_with(n)) {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).unwrap();
+        match render(&text, &messages, true, "<s>", "</s>") {
+            Ok(out) if out.contains("What is 2+2?") => {}
+            Ok(out) => failures.push(format!("{}: the last message is missing from {out:?}", file.display())),
+            Err(e) => failures.push(format!("{}: {e}", file.display())),
+        }
+    }
+    assert!(failures.is_empty(), "{}/{} templates fail:\n{}", failures.len(), files.len(), failures.join("\n"));
+}
