@@ -337,3 +337,43 @@ mod tests {
         }
     }
 }
+
+/// An output buffer whose disjoint parts are written by the threads of one
+/// [`ThreadPool::run`] (a matmul's row ranges, attention's per-head rows).
+/// It only carries the pointer; callers promise the disjointness.
+#[derive(Clone, Copy)]
+pub struct SharedOut<'a> {
+    ptr: *mut f32,
+    len: usize,
+    _borrow: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: threads write disjoint elements, and `run` joins them before the
+// borrow `'a` of the buffer ends.
+unsafe impl Sync for SharedOut<'_> {}
+unsafe impl Send for SharedOut<'_> {}
+
+impl<'a> SharedOut<'a> {
+    pub fn new(out: &'a mut [f32]) -> Self {
+        SharedOut { ptr: out.as_mut_ptr(), len: out.len(), _borrow: std::marker::PhantomData }
+    }
+
+    /// A pointer to element `i`.
+    ///
+    /// # Safety
+    /// `i < len`, and no other thread touches element `i` meanwhile.
+    pub unsafe fn at(self, i: usize) -> *mut f32 {
+        debug_assert!(i < self.len);
+        unsafe { self.ptr.add(i) }
+    }
+
+    /// Elements `[start, start + n)`.
+    ///
+    /// # Safety
+    /// The range lies inside the buffer and no other thread touches it
+    /// while the returned slice lives.
+    pub unsafe fn slice(self, start: usize, n: usize) -> &'a mut [f32] {
+        assert!(start + n <= self.len, "SharedOut: {start}+{n} outside {}", self.len);
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), n) }
+    }
+}

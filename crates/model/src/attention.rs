@@ -13,7 +13,8 @@
 use crate::config::ModelConfig;
 use crate::decoder::SeqInput;
 use crate::kv::{KvCache, KvRows};
-use memwall_kernels::{ops, pool::split_range, ThreadPool};
+use memwall_kernels::pool::{split_range, SharedOut};
+use memwall_kernels::{ops, ThreadPool};
 
 /// `out[t, h]` = softmax(q[t, h] · Kᵀ / √head_dim) · V over positions
 /// `[0, pos(t)]` of t's sequence. `q` and `out` are `[n_tokens, n_heads * head_dim]`;
@@ -35,7 +36,7 @@ pub fn attend_batch(
     let tokens: Vec<(u64, usize)> =
         inputs.iter().flat_map(|i| (i.start..i.start + i.tokens.len()).map(move |p| (i.seq, p))).collect();
     let n_items = tokens.len() * n_heads;
-    let out_ptr = SharedMut(out.as_mut_ptr());
+    let out = SharedOut::new(out);
 
     pool.run(|thread, n_threads| {
         let mut scores: Vec<f32> = Vec::new();
@@ -82,7 +83,7 @@ pub fn attend_batch(
             });
             // SAFETY: every item writes its own `[hd]` slice of `out`, and
             // items are partitioned between threads.
-            let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(t * n_heads * hd + h * hd), hd) };
+            let dst = unsafe { out.slice(t * n_heads * hd + h * hd, hd) };
             let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
             for (o, a) in dst.iter_mut().zip(&acc) {
                 *o = a * inv;
@@ -90,18 +91,3 @@ pub fn attend_batch(
         }
     });
 }
-
-/// A pointer to an output buffer whose disjoint parts are written by
-/// different threads.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-
-impl SharedMut {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
-// SAFETY: used only to write disjoint ranges, see `attend_batch`.
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}

@@ -29,7 +29,7 @@
 //! forces one (for tests and benchmarks).
 
 use crate::dtype::DType;
-use crate::pool::{split_range, ThreadPool};
+use crate::pool::{split_range, SharedOut, ThreadPool};
 use crate::quant::{group_sums_q8, quantize_row_q8, Q8Row, QK};
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -192,7 +192,7 @@ pub fn matmul_with(isa: Isa, pool: &ThreadPool, w: &MatRef, x: &[f32], y: &mut [
     assert_eq!(x.len() % w.cols, 0, "x is not [n_tokens, {}]", w.cols);
     let n_tokens = x.len() / w.cols;
     assert_eq!(y.len(), n_tokens * w.rows, "y is not [{n_tokens}, {}]", w.rows);
-    let out = SyncPtr(y.as_mut_ptr());
+    let out = SharedOut::new(y);
     // Row bytes once per call: `MatRef::row` divides by the block length,
     // which cost ~15% of SmolLM2's decode when done per row.
     let rb = w.row_bytes();
@@ -240,20 +240,6 @@ pub fn matmul_with(isa: Isa, pool: &ThreadPool, w: &MatRef, x: &[f32], y: &mut [
     }
 }
 
-#[derive(Clone, Copy)]
-struct SyncPtr(*mut f32);
-// SAFETY: threads write disjoint elements (disjoint row ranges) and `run`
-// joins them before the borrow of `y` ends.
-unsafe impl Sync for SyncPtr {}
-unsafe impl Send for SyncPtr {}
-
-impl SyncPtr {
-    fn at(self, i: usize) -> *mut f32 {
-        // SAFETY: callers pass indices inside the slice the pointer came from.
-        unsafe { self.0.add(i) }
-    }
-}
-
 /// Split the rows over the pool; each thread walks its rows in tiles of
 /// [`ROW_TILE`] and, per tile, the tokens in groups of [`TOKEN_TILE`]:
 /// `dot(r, t0, out)` fills `out[k] = y[t0 + k][r]`.
@@ -261,7 +247,7 @@ fn run_tiles(
     pool: &ThreadPool,
     w: &MatRef,
     n_tokens: usize,
-    out: SyncPtr,
+    out: SharedOut<'_>,
     dot: impl Fn(usize, usize, &mut [f32]) + Sync,
 ) {
     let rows = w.rows;
