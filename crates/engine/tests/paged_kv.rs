@@ -156,7 +156,7 @@ fn matmul_rows_do_not_depend_on_the_batch() {
         for (src, dst) in w.chunks_exact(cols).zip(data.chunks_exact_mut(rb)) {
             memwall_kernels::quant::quantize_row(dtype, src, dst);
         }
-        let m = MatRef { dtype, rows, cols, data: &data };
+        let m = MatRef::new(dtype, rows, cols, &data);
         let mut all = vec![0f32; 11 * rows];
         matmul(&ThreadPool::new(2), &m, &x, &mut all);
         for t in 0..11 {

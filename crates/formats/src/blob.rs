@@ -49,6 +49,24 @@ impl Blob {
         Blob { storage: Arc::new(Storage::Owned(bytes)), range: 0..len }
     }
 
+    /// Tells the OS this process will not read the whole pages inside this
+    /// blob again (after a loader copied them elsewhere, e.g. repacked
+    /// weights): they leave the process's resident memory and stay in the
+    /// page cache. Reading them later still works (they fault back in).
+    /// Does nothing for owned bytes.
+    pub fn release_pages(&self) {
+        let Storage::Mapped(map) = &*self.storage else { return };
+        const PAGE: usize = 4096;
+        let start = self.range.start.div_ceil(PAGE) * PAGE;
+        let end = self.range.end / PAGE * PAGE;
+        if start < end {
+            // Advice only: a failure changes nothing but memory use.
+            // SAFETY: the map is read-only and file-backed, so dropped pages
+            // read back the same bytes from the file.
+            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+        }
+    }
+
     /// A sub-range of this blob, or `None` if it does not lie inside it.
     pub fn slice(&self, range: Range<usize>) -> Option<Blob> {
         if range.start > range.end || range.end > self.len() {

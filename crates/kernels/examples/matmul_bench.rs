@@ -7,7 +7,7 @@
 //! available kernel variant, and prints µs per call (the fastest of ~0.2 s of calls), plus the
 //! latency of an empty `ThreadPool::run`, weight GB/s and GFLOP/s.
 
-use memwall_kernels::matmul::{matmul_with, Isa};
+use memwall_kernels::matmul::{matmul_with, Isa, Layout, PackedMat};
 use memwall_kernels::quant::quantize_row;
 use memwall_kernels::{DType, MatRef, ThreadPool};
 use std::time::Instant;
@@ -28,7 +28,7 @@ fn main() {
         best = best.min(t.elapsed().as_secs_f64());
     }
     println!("empty pool.run: {:.2} us", best * 1e6);
-    println!("{:>6} {:>10} {:>7} {:>10} {:>9} {:>9}", "dtype", "isa", "tokens", "us/call", "GB/s", "GFLOP/s");
+    println!("{:>6} {:>13} {:>7} {:>10} {:>9} {:>9}", "dtype", "isa", "tokens", "us/call", "GB/s", "GFLOP/s");
     let only: Option<DType> =
         std::env::args().nth(2).and_then(|a| DType::EVERY.into_iter().find(|t| t.name().eq_ignore_ascii_case(&a)));
     for dtype in DType::EVERY.into_iter().filter(|d| only.is_none_or(|o| o == *d)) {
@@ -55,8 +55,13 @@ fn main() {
                 quantize_row(dtype, &row, &mut data[r * rb..(r + 1) * rb]);
             }
         }
-        let w = MatRef { dtype, rows, cols, data: &data };
-        for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+        let w = MatRef::new(dtype, rows, cols, &data);
+        let packed = PackedMat::pack(&w);
+        let layouts = std::iter::once(w).chain(packed.as_ref().map(|p| p.as_mat()));
+        for (w, isa) in layouts.flat_map(|w| Isa::ALL.into_iter().filter(|i| i.available()).map(move |i| (w, i))) {
+            if w.layout == Layout::Tiles && isa != Isa::Avx512 {
+                continue;
+            }
             for n_tokens in [1, 8, 64] {
                 let x: Vec<f32> = (0..n_tokens * cols).map(|i| ((i % 97) as f32 - 48.0) / 50.0).collect();
                 let mut y = vec![0f32; n_tokens * rows];
@@ -73,9 +78,9 @@ fn main() {
                 let gbs = data.len() as f64 / secs / 1e9;
                 let gflops = 2.0 * (rows * cols * n_tokens) as f64 / secs / 1e9;
                 println!(
-                    "{:>6} {:>10} {:>7} {:>10.1} {:>9.2} {:>9.2}",
+                    "{:>6} {:>13} {:>7} {:>10.1} {:>9.2} {:>9.2}",
                     dtype.name(),
-                    format!("{isa:?}"),
+                    format!("{isa:?}{}", if w.layout == Layout::Tiles { "+tiles" } else { "" }),
                     n_tokens,
                     secs * 1e6,
                     gbs,

@@ -6,7 +6,7 @@
 //!
 //! With `HUGE=1` the weights are `madvise(MADV_HUGEPAGE)`d (2 MiB pages)
 //! before they are written. Prints the fastest of 8 calls per type and ISA.
-use memwall_kernels::matmul::{matmul_with, Isa};
+use memwall_kernels::matmul::{matmul_with, Isa, Layout, PackedMat};
 use memwall_kernels::{DType, MatRef, ThreadPool};
 use std::time::Instant;
 
@@ -39,10 +39,13 @@ fn main() {
                 b[3] = 0x2c;
             }
         }
-        let w = MatRef { dtype, rows, cols, data: &*data };
+        let w = MatRef::new(dtype, rows, cols, data);
         let x: Vec<f32> = (0..cols).map(|i| ((i % 97) as f32 - 48.0) / 50.0).collect();
         let mut y = vec![0f32; rows];
-        for isa in [Isa::Avx2, Isa::Avx512].into_iter().filter(|i| i.available()) {
+        let packed = PackedMat::pack(&w);
+        let tiled = packed.as_ref().map(|p| (p.as_mat(), Isa::Avx512)).filter(|_| Isa::Avx512.available());
+        let runs = [Isa::Avx2, Isa::Avx512].into_iter().filter(|i| i.available()).map(|i| (w, i)).chain(tiled);
+        for (w, isa) in runs {
             let mut best = f64::INFINITY;
             for _ in 0..8 {
                 let t = Instant::now();
@@ -50,7 +53,8 @@ fn main() {
                 best = best.min(t.elapsed().as_secs_f64());
             }
             println!(
-                "{dtype} {isa:?} threads={threads} {:.0} MB: {:.2} ms, {:.2} GB/s",
+                "{dtype} {isa:?}{} threads={threads} {:.0} MB: {:.2} ms, {:.2} GB/s",
+                if w.layout == Layout::Tiles { "+tiles" } else { "" },
                 data.len() as f64 / 1e6,
                 best * 1e3,
                 data.len() as f64 / best / 1e9

@@ -294,12 +294,17 @@ pub fn round_ties_even_small(v: f32) -> f32 {
 /// `qs`: `[n]`, `d` and `s`: `[n / 32]`; for k-quant weights also
 /// `xs16`: `[n / 16]`, `d * sum(qs)` over each group of 16 in f32 (one
 /// rounding), which the k-quant kernels use for the row-independent part of
-/// their sums (mins, offsets); empty otherwise.
+/// their sums (mins, offsets); empty otherwise. For tiled weights also
+/// `gsum`: `[n / 16]`, the exact integer `sum(qs)` of each group of 16 (the
+/// tile kernels take the weights' offsets and minimums back with it);
+/// empty otherwise.
+#[derive(Clone, Copy)]
 pub struct Q8Row<'a> {
     pub qs: &'a [i8],
     pub d: &'a [f32],
     pub s: &'a [f32],
     pub xs16: &'a [f32],
+    pub gsum: &'a [i32],
 }
 
 /// `xs16[g] = d[g / 2] * sum(qs[16 g .. 16 g + 16])` (see [`Q8Row`]).

@@ -18,7 +18,7 @@
 //! `sum_c (|d sc q| + |dmin m|) |x_c|`. They have no quantizer, so their
 //! weights are always random bytes with sane f16 scales.
 
-use memwall_kernels::matmul::{matmul_with, Isa};
+use memwall_kernels::matmul::{matmul_with, packed, Isa, PackedMat};
 use memwall_kernels::quant::{dequantize_row, quantize_row, quantize_row_q8};
 use memwall_kernels::{DType, MatRef, ThreadPool};
 use proptest::prelude::*;
@@ -98,7 +98,7 @@ fn check_against_exact(dtype: DType, rows: usize, cols: usize, n_tokens: usize, 
     let mut rng = StdRng::seed_from_u64(seed);
     let data = weights(dtype, rows, cols, raw, &mut rng);
     let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.gen_range(-2.0..2.0f32)).collect();
-    let w = MatRef { dtype, rows, cols, data: &data };
+    let w = MatRef::new(dtype, rows, cols, &data);
     let mut wf = vec![0f32; rows * cols];
     for r in 0..rows {
         dequantize_row(dtype, w.row(r), &mut wf[r * cols..(r + 1) * cols]);
@@ -153,7 +153,7 @@ fn check_batch_invariance(dtype: DType, rows: usize, cols: usize, n_tokens: usiz
     let mut rng = StdRng::seed_from_u64(seed);
     let data = weights(dtype, rows, cols, false, &mut rng);
     let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.gen_range(-2.0..2.0f32)).collect();
-    let w = MatRef { dtype, rows, cols, data: &data };
+    let w = MatRef::new(dtype, rows, cols, &data);
     let (p1, p3) = (ThreadPool::new(1), ThreadPool::new(3));
     for isa in variants() {
         let mut batch = vec![0f32; n_tokens * rows];
@@ -167,6 +167,40 @@ fn check_batch_invariance(dtype: DType, rows: usize, cols: usize, n_tokens: usiz
         }
     }
 }
+
+/// Tiled weights: every variant (the AVX-512 tile kernels, and the others
+/// through the rows given back) computes exactly the scalar reference on
+/// the file's layout, bit for bit, whatever the number of tokens in the
+/// call and the thread count.
+fn check_tiled_is_reference(dtype: DType, rows: usize, cols: usize, n_tokens: usize, raw: bool, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let data = weights(dtype, rows, cols, raw, &mut rng);
+    let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.gen_range(-2.0..2.0f32)).collect();
+    let w = MatRef::new(dtype, rows, cols, &data);
+    let p = PackedMat::pack(&w).expect("packable");
+    let (p1, p3) = (ThreadPool::new(1), ThreadPool::new(3));
+    let mut want = vec![0f32; n_tokens * rows];
+    matmul_with(Isa::Reference, &p1, &w, &x, &mut want);
+    let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    // K-quant tiles hold decoded integers: only the tile kernels read them.
+    let isas = variants().into_iter().filter(|&i| !dtype.is_kquant() || i == Isa::Avx512);
+    for isa in isas {
+        let mut got = vec![0f32; n_tokens * rows];
+        matmul_with(isa, &p3, &p.as_mat(), &x, &mut got);
+        if isa == Isa::Avx512 || isa == Isa::Reference {
+            assert_eq!(bits(&got), bits(&want), "{isa:?} {dtype} [{rows}x{cols}] x {n_tokens}");
+        }
+        for t in 0..n_tokens {
+            let mut one = vec![0f32; rows];
+            matmul_with(isa, &p1, &p.as_mat(), &x[t * cols..(t + 1) * cols], &mut one);
+            assert_eq!(bits(&one), bits(&got[t * rows..(t + 1) * rows]), "{isa:?} {dtype} token {t}");
+        }
+    }
+}
+
+/// The types with a tiled layout.
+const TILED: [DType; 9] =
+    [DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K];
 
 fn any_dtype() -> impl Strategy<Value = DType> {
     prop::sample::select(DType::EVERY.to_vec())
@@ -205,6 +239,15 @@ proptest! {
     }
 
     #[test]
+    fn tiled_weights_compute_the_reference_exactly(
+        dtype in prop::sample::select(TILED.to_vec()),
+        rows in 1usize..50, blocks in 1usize..17, n_tokens in 1usize..20, raw in any::<bool>(), seed in any::<u64>(),
+    ) {
+        prop_assert!(packed::packable(dtype));
+        check_tiled_is_reference(dtype, rows, cols_of(dtype, blocks), n_tokens, raw, seed);
+    }
+
+    #[test]
     fn dequantize_row_accepts_any_bytes(dtype in any_dtype(), blocks in 1usize..5, seed in any::<u64>()) {
         let mut rng = StdRng::seed_from_u64(seed);
         let n = blocks * dtype.block_len();
@@ -226,7 +269,7 @@ fn large_shape_all_types() {
 #[test]
 fn empty_batch_is_a_no_op() {
     let data = vec![0u8; 4 * DType::Q4_0.row_bytes(64).unwrap()];
-    let w = MatRef { dtype: DType::Q4_0, rows: 4, cols: 64, data: &data };
+    let w = MatRef::new(DType::Q4_0, 4, 64, &data);
     let mut y: Vec<f32> = vec![];
     memwall_kernels::matmul(&ThreadPool::new(2), &w, &[], &mut y);
 }
@@ -235,6 +278,17 @@ fn empty_batch_is_a_no_op() {
 #[should_panic(expected = "wrong data length")]
 fn short_weight_data_is_rejected() {
     let data = vec![0u8; 10];
-    let w = MatRef { dtype: DType::Q8_0, rows: 1, cols: 32, data: &data };
+    let w = MatRef::new(DType::Q8_0, 1, 32, &data);
     memwall_kernels::matmul(&ThreadPool::new(1), &w, &[0.0; 32], &mut [0.0]);
+}
+
+/// Tiled kernels at model-like shapes (24 and 48 blocks per row, token
+/// counts around the 8-token group).
+#[test]
+fn tiled_model_shapes() {
+    for dtype in TILED {
+        for (rows, cols, n) in [(576, 768, 1), (192, 768, 22), (1536, 768, 3), (576, 1536, 9)] {
+            check_tiled_is_reference(dtype, rows, cols, n, false, 7);
+        }
+    }
 }

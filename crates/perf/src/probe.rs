@@ -14,6 +14,7 @@
 //! Results serialize to JSON so a script can probe once and reuse the numbers
 //! across many benchmark runs (`memwall bench --probe-file`).
 
+use memwall_kernels::matmul::{repack_pays, PackedMat};
 use memwall_kernels::quant::quantize_row;
 use memwall_kernels::{matmul, DType, MatRef, ThreadPool};
 use serde::{Deserialize, Serialize};
@@ -136,7 +137,8 @@ fn sum_words_portable(x: &[u64]) -> u64 {
 }
 
 /// FLOP/s of a `[128, 2048] · [2048, 2048]` matmul with weights in `dtype`,
-/// best of `passes` after one warm-up.
+/// in the layout a model loader would give them (repacked into tiles where
+/// that pays, as `memwall_model` does), best of `passes` after one warm-up.
 pub fn matmul_flops(pool: &ThreadPool, dtype: DType, passes: usize) -> f64 {
     const N_TOKENS: usize = 128;
     const D: usize = 2048;
@@ -146,7 +148,9 @@ pub fn matmul_flops(pool: &ThreadPool, dtype: DType, passes: usize) -> f64 {
     for r in data.chunks_exact_mut(rb) {
         quantize_row(dtype, &row, r);
     }
-    let w = MatRef { dtype, rows: D, cols: D, data: &data };
+    let file = MatRef::new(dtype, D, D, &data);
+    let packed = if repack_pays(dtype) { PackedMat::pack(&file) } else { None };
+    let w = packed.as_ref().map_or(file, PackedMat::as_mat);
     let x: Vec<f32> = (0..N_TOKENS * D).map(|i| ((i * 31) % 97) as f32 / 97.0 - 0.5).collect();
     let mut y = vec![0f32; N_TOKENS * D];
     let flops = 2.0 * (N_TOKENS * D * D) as f64;

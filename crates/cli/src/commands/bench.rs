@@ -88,6 +88,10 @@ pub struct Args {
     /// With --concurrency: tokens computed per engine step (chunked prefill budget).
     #[arg(long, value_name = "N", default_value_t = 512, requires = "concurrency")]
     max_batch_tokens: usize,
+    /// Keep quantized weights in the file's layout instead of repacking them
+    /// at load into 16-row tiles (to measure what repacking buys).
+    #[arg(long)]
+    no_repack: bool,
 }
 
 /// What is being benchmarked, for the report.
@@ -101,6 +105,7 @@ struct Subject {
 
 pub fn run(args: Args) -> Result<()> {
     let threads = thread_counts(&args.threads);
+    memwall_kernels::matmul::set_repack(!args.no_repack);
     if args.probe {
         let probe = probe_with_bar(&threads);
         if let Some(file) = &args.probe_file {

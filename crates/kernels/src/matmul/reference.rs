@@ -6,7 +6,8 @@
 //! ggml's Q8_K): per activation block, exact integer sums
 //! `isum = sum_g sc[g] * sum(q * q_x)` and `msum = sum_g m[g] * sum(q_x)` over
 //! its two groups of 16, then `sumf += (d * d_x) * isum - (dmin * d_x) * msum`.
-//! Float rows accumulate `w[c] * x[c]` in f32, in column order.
+//! Float rows accumulate `w[c] * x[c]` in f32 with one fused multiply-add
+//! per column, in column order.
 
 use super::{FDot, Kernel, QDot};
 use crate::dtype::DType;
@@ -41,7 +42,7 @@ pub(super) fn kernel(dtype: DType) -> Kernel {
 pub fn dot_f32(w: &[u8], x: &[f32]) -> f32 {
     let mut s = 0.0f32;
     for (c, &x) in w.chunks_exact(4).zip(x) {
-        s += f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * x;
+        s = f32::from_le_bytes([c[0], c[1], c[2], c[3]]).mul_add(x, s);
     }
     s
 }
@@ -50,7 +51,7 @@ pub fn dot_f32(w: &[u8], x: &[f32]) -> f32 {
 pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
     let mut s = 0.0f32;
     for (c, &x) in w.chunks_exact(2).zip(x) {
-        s += f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32() * x;
+        s = f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32().mul_add(x, s);
     }
     s
 }
@@ -59,7 +60,7 @@ pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
 pub fn dot_bf16(w: &[u8], x: &[f32]) -> f32 {
     let mut s = 0.0f32;
     for (c, &x) in w.chunks_exact(2).zip(x) {
-        s += bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32() * x;
+        s = bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32().mul_add(x, s);
     }
     s
 }

@@ -1,0 +1,356 @@
+//! AVX-512 VNNI kernels on tiled weights (`packed.rs`): 16 rows × up to
+//! [`TILE_TOKENS`] tokens per call, every weight byte unpacked once for all
+//! the tokens.
+//!
+//! Per tile block (32 elements of 16 rows) the kernel loads the rows'
+//! scales (one `vcvtph2ps` gives 16 f32), and the eight 4-byte words of
+//! quants as eight registers `w[k]` (lane `j` = elements `4k .. 4k + 4` of
+//! row `j`; Q4_0/Q4_1 unpack four loaded registers into low and high
+//! nibbles, Q8_0 loads eight). Then for each token `t`:
+//!
+//! ```text
+//! isum = init + Σ_k vpdpbusd(w[k], broadcast(x_t.qs[32 b + 4 k .. + 4]))   exact i32 per row
+//! init = -8 · Σ x_t.qs (Q4_0: q = nibble - 8), -128 · Σ x_t.qs (Q8_0: stored q + 128), 0 (Q4_1)
+//! acc_t += float(isum) · (d_w · d_x)          (Q4_1: + m_w · s_x before the add)
+//! ```
+//!
+//! with separate multiplies and adds (no FMA), in block order: lane `j` of
+//! `acc_t` runs exactly the float operations of `reference::dot_q4_0` (and
+//! `dot_q4_1`, `dot_q8_0`) on row `j` and token `t`, so every result is
+//! bit-identical to the scalar reference and independent of how many
+//! tokens share the call (batch invariance). Each tile block is prefetched
+//! [`PREFETCH_BYTES`] ahead.
+
+use super::packed::KTile;
+use super::PREFETCH_BYTES;
+use crate::dtype::DType;
+use crate::kquant::QK_K;
+use crate::quant::{Q8Row, QK};
+use std::arch::x86_64::*;
+
+/// Tokens per call: `acc` for 8 tokens plus 8 weight registers fit the 32
+/// vector registers.
+pub(super) const TILE_TOKENS: usize = 8;
+
+const Q4_0: u8 = 0;
+const Q4_1: u8 = 1;
+const Q8_0: u8 = 2;
+
+/// Rows `16 i .. 16 i + 16` × `xs.len()` (≤ [`TILE_TOKENS`]) tokens:
+/// `out[t][j] = y[t][16 i + j]`. `tile` is tile `i`'s bytes.
+/// SAFETY contract: the CPU has AVX-512 F/BW/VL + VNNI; `tile` holds
+/// `blocks × 16 × block_bytes` bytes for the `blocks` of every `xs[t]`,
+/// which carries `gsum`.
+pub(super) type TileDot = unsafe fn(tile: &[u8], xs: &[Q8Row], out: &mut [[f32; 16]]);
+
+/// Float weights: rows `16 i .. 16 i + 16` × `xs.len()` (≤ [`TILE_TOKENS`])
+/// token rows `[cols]`. Same contract as [`TileDot`].
+pub(super) type FTileDot = unsafe fn(tile: &[u8], xs: &[&[f32]], out: &mut [[f32; 16]]);
+
+/// The float tile kernel for `dtype`, if it has one.
+pub(super) fn float_tile_kernel(dtype: DType) -> Option<FTileDot> {
+    match dtype {
+        DType::F32 => Some(ftiles::<F32> as FTileDot),
+        DType::F16 => Some(ftiles::<F16> as FTileDot),
+        DType::BF16 => Some(ftiles::<BF16> as FTileDot),
+        _ => None,
+    }
+}
+
+const F32: u8 = 0;
+const F16: u8 = 1;
+const BF16: u8 = 2;
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn ftiles<const E: u8>(tile: &[u8], xs: &[&[f32]], out: &mut [[f32; 16]]) {
+    assert_eq!(xs.len(), out.len());
+    macro_rules! n {
+        ($($n:literal)*) => {
+            match xs.len() {
+                $($n => ftile_n::<E, $n>(tile, xs.try_into().expect("length matched"), out.try_into().expect("length matched")),)*
+                n => panic!("{n} tokens in one tile call"),
+            }
+        };
+    }
+    n!(1 2 3 4 5 6 7 8)
+}
+
+/// Float tiles: per column `c` one load of the 16 rows' weights (converted
+/// to f32), then for each token `acc_t = fma(w, x_t[c], acc_t)`: lane `j`
+/// runs `reference::dot_f32` / `dot_f16` / `dot_bf16` on row `j` exactly
+/// (one fused multiply-add per column, in column order).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn ftile_n<const E: u8, const N: usize>(tile: &[u8], xs: &[&[f32]; N], out: &mut [[f32; 16]; N]) {
+    let eb = if E == F32 { 4 } else { 2 };
+    let tb = 16 * eb;
+    let cols = tile.len() / tb;
+    assert!(tile.len() == cols * tb);
+    for x in xs {
+        assert!(x.len() == cols);
+    }
+    let mut acc = [_mm512_setzero_ps(); N];
+    let tp = tile.as_ptr();
+    for c in 0..cols {
+        // SAFETY (reads below): column c is inside `tile` and every x[t].
+        let p = tp.add(c * tb);
+        if (c * tb).is_multiple_of(64) {
+            _mm_prefetch(p.wrapping_add(PREFETCH_BYTES) as *const i8, _MM_HINT_T0);
+        }
+        let w = match E {
+            F32 => _mm512_loadu_ps(p as *const f32),
+            F16 => _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)),
+            _ => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                p as *const __m256i,
+            )))),
+        };
+        for t in 0..N {
+            acc[t] = _mm512_fmadd_ps(w, _mm512_set1_ps(*xs[t].get_unchecked(c)), acc[t]);
+        }
+    }
+    for t in 0..N {
+        _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);
+    }
+}
+
+/// The tile kernel for `dtype`, if it has one.
+pub(super) fn tile_kernel(dtype: DType) -> Option<TileDot> {
+    match dtype {
+        DType::Q4_0 => Some(tiles::<Q4_0> as TileDot),
+        DType::Q4_1 => Some(tiles::<Q4_1> as TileDot),
+        DType::Q8_0 => Some(tiles::<Q8_0> as TileDot),
+        DType::Q4_K => Some(ktiles::<0, 0, true> as TileDot),
+        DType::Q5_K => Some(ktiles::<1, 0, true> as TileDot),
+        DType::Q6_K => Some(ktiles::<2, 32, false> as TileDot),
+        _ => None,
+    }
+}
+
+/// Calls `$f::<$p.., N>(tile, xs, out)` with `N = xs.len()` (1 to 8).
+macro_rules! by_tokens {
+    ($f:ident $ps:tt ($tile:ident, $xs:ident, $out:ident)) => {{
+        assert_eq!($xs.len(), $out.len());
+        by_tokens!(@match $f $ps $tile $xs $out [1 2 3 4 5 6 7 8])
+    }};
+    (@match $f:ident $ps:tt $tile:ident $xs:ident $out:ident [$($n:literal)*]) => {
+        match $xs.len() {
+            $($n => {
+                let x: &[Q8Row; $n] = $xs.try_into().expect("length matched");
+                let o: &mut [[f32; 16]; $n] = $out.try_into().expect("length matched");
+                by_tokens!(@call $f $ps $n $tile x o)
+            })*
+            n => panic!("{n} tokens in one tile call"),
+        }
+    };
+    (@call $f:ident ($($p:tt),*) $n:literal $tile:ident $x:ident $o:ident) => {
+        $f::<$($p,)* $n>($tile, $x, $o)
+    };
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn tiles<const F: u8>(tile: &[u8], xs: &[Q8Row], out: &mut [[f32; 16]]) {
+    by_tokens!(tile_n(F)(tile, xs, out))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn ktiles<const HB: usize, const OFF: i32, const MIN: bool>(tile: &[u8], xs: &[Q8Row], out: &mut [[f32; 16]]) {
+    by_tokens!(ktile_n(HB, OFF, MIN)(tile, xs, out))
+}
+
+/// Prefetches the `bytes` bytes at `p` [`PREFETCH_BYTES`] ahead.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn prefetch_ahead(p: *const u8, bytes: usize) {
+    let mut l = 0;
+    while l < bytes {
+        // Prefetching never faults, whatever the address.
+        _mm_prefetch(p.wrapping_add(PREFETCH_BYTES + l) as *const i8, _MM_HINT_T0);
+        l += 64;
+    }
+}
+
+/// Sixteen rows' `u = q + off` of one 32-element sub-block (`q`: its quants,
+/// see `packed::KTile`; with `HB = 0` also Q4_0/Q4_1's) as eight registers: lane `j` of `w[k]` holds
+/// elements `4k .. 4k + 4` of row `j`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn kquants<const HB: usize>(q: *const u8) -> [__m512i; 8] {
+    let low = _mm512_set1_epi8(0x0f);
+    let mut w = [_mm512_setzero_si512(); 8];
+    for k in 0..4 {
+        let v = _mm512_loadu_si512(q.add(64 * k) as *const __m512i);
+        w[k] = _mm512_and_si512(v, low);
+        w[k + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), low);
+    }
+    if HB == 1 {
+        let mut h = _mm512_loadu_si512(q.add(256) as *const __m512i);
+        let one = _mm512_set1_epi8(1);
+        for w in &mut w {
+            *w = _mm512_or_si512(*w, _mm512_slli_epi16::<4>(_mm512_and_si512(h, one)));
+            h = _mm512_srli_epi32::<1>(h);
+        }
+    } else if HB == 2 {
+        let three = _mm512_set1_epi8(3);
+        for half in 0..2 {
+            let mut h = _mm512_loadu_si512(q.add(256 + 64 * half) as *const __m512i);
+            for w in &mut w[4 * half..4 * half + 4] {
+                *w = _mm512_or_si512(*w, _mm512_slli_epi16::<4>(_mm512_and_si512(h, three)));
+                h = _mm512_srli_epi32::<2>(h);
+            }
+        }
+    }
+    w
+}
+
+/// K-quant tiles (`packed::KTile`: `HB` high bits, `u = q + OFF`, with or
+/// without minimums; scales per 32 elements with minimums, per 16
+/// without). Per sub-block `c` (activation block `i`) and token, exactly
+/// `reference::dot_kquant`'s integers and float operations:
+///
+/// ```text
+/// isum = Σ_g sc[g] · (Σ u·x - OFF · Σ x)      over the block's groups g
+/// msum = m · Σ x                               (MIN)
+/// acc += (d · d_x) · isum - (dmin · d_x) · msum     (without MIN: the reference subtracts an exact 0)
+/// ```
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn ktile_n<const HB: usize, const OFF: i32, const MIN: bool, const N: usize>(
+    tile: &[u8],
+    xs: &[Q8Row; N],
+    out: &mut [[f32; 16]; N],
+) {
+    let kt = KTile { hb: HB, off: OFF, group: if MIN { 32 } else { 16 }, min: MIN };
+    let tsb = kt.bytes();
+    let nsb = tile.len() / tsb;
+    assert!(tile.len() == nsb * tsb);
+    for x in xs {
+        assert!(x.qs.len() == nsb * QK_K && x.d.len() == nsb * 8 && x.gsum.len() == nsb * 16);
+    }
+    let zero = _mm512_setzero_si512();
+    let mut acc = [_mm512_setzero_ps(); N];
+    let tp = tile.as_ptr();
+    for sb in 0..nsb {
+        // SAFETY (reads below): super-block sb is inside `tile`, activation
+        // blocks 8 sb .. 8 sb + 8 inside each `xs[t]` (checked above).
+        let p = tp.add(sb * tsb);
+        prefetch_ahead(p, tsb);
+        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
+        let dmw = if MIN { _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i)) } else { dw };
+        // Scales and minimums as f32 (small integers: exact).
+        let scales = |g: usize| {
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(kt.sc() + 16 * g) as *const __m128i)))
+        };
+        for c in 0..8 {
+            let w = kquants::<HB>(p.add(kt.header() + c * kt.sub()));
+            let zf = _mm512_setzero_ps();
+            let (sc0, sc1) = if MIN { (scales(c), zf) } else { (scales(2 * c), scales(2 * c + 1)) };
+            let m = if MIN {
+                _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(kt.m() + 16 * c) as *const __m128i)))
+            } else {
+                zf
+            };
+            let i = 8 * sb + c;
+            for t in 0..N {
+                let x = &xs[t];
+                let xq = x.qs.as_ptr().add(i * QK) as *const i32;
+                let word = |k: usize| _mm512_set1_epi32(xq.add(k).read_unaligned());
+                let (g0, g1) = (*x.gsum.get_unchecked(2 * i), *x.gsum.get_unchecked(2 * i + 1));
+                // Per group of 16: words 0..4 and 4..8, two chains each.
+                let half = |h: usize, sum: i32| {
+                    let a0 = _mm512_dpbusd_epi32(_mm512_set1_epi32(-OFF * sum), w[4 * h], word(4 * h));
+                    let a1 = _mm512_dpbusd_epi32(zero, w[4 * h + 1], word(4 * h + 1));
+                    let a0 = _mm512_dpbusd_epi32(a0, w[4 * h + 2], word(4 * h + 2));
+                    let a1 = _mm512_dpbusd_epi32(a1, w[4 * h + 3], word(4 * h + 3));
+                    _mm512_add_epi32(a0, a1)
+                };
+                // The reference's integers, formed in f32: every product and
+                // sum is an integer below 2^24 (|sc| <= 128, |Σ q·x| <= 65024
+                // per 16; m <= 63, |Σ x| <= 4064), so exact.
+                let isum = if MIN {
+                    _mm512_mul_ps(sc0, _mm512_cvtepi32_ps(_mm512_add_epi32(half(0, g0), half(1, g1))))
+                } else {
+                    _mm512_add_ps(
+                        _mm512_mul_ps(sc0, _mm512_cvtepi32_ps(half(0, g0))),
+                        _mm512_mul_ps(sc1, _mm512_cvtepi32_ps(half(1, g1))),
+                    )
+                };
+                let dx = _mm512_set1_ps(*x.d.get_unchecked(i));
+                let mut v = _mm512_mul_ps(_mm512_mul_ps(dw, dx), isum);
+                if MIN {
+                    let msum = _mm512_mul_ps(m, _mm512_set1_ps((g0 + g1) as f32));
+                    v = _mm512_sub_ps(v, _mm512_mul_ps(_mm512_mul_ps(dmw, dx), msum));
+                }
+                acc[t] = _mm512_add_ps(acc[t], v);
+            }
+        }
+    }
+    for t in 0..N {
+        _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn tile_n<const F: u8, const N: usize>(tile: &[u8], xs: &[Q8Row; N], out: &mut [[f32; 16]; N]) {
+    let bb = match F {
+        Q4_0 => 18,
+        Q4_1 => 20,
+        _ => 34,
+    };
+    let tb = 16 * bb;
+    let nb = tile.len() / tb;
+    assert!(tile.len() == nb * tb);
+    for x in xs {
+        assert!(x.qs.len() == nb * QK && x.d.len() == nb && x.gsum.len() == 2 * nb && (F != Q4_1 || x.s.len() == nb));
+    }
+    let offset = match F {
+        Q4_0 => -8,
+        Q4_1 => 0,
+        _ => -128,
+    };
+    let header = if F == Q4_1 { 64 } else { 32 };
+    let zero = _mm512_setzero_si512();
+    let mut acc = [_mm512_setzero_ps(); N];
+    let tp = tile.as_ptr();
+    for b in 0..nb {
+        // SAFETY (reads below): tile block b is inside `tile` and token
+        // block b inside each `xs[t]` (lengths checked above).
+        let p = tp.add(b * tb);
+        prefetch_ahead(p, tb);
+        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
+        let mw = if F == Q4_1 { _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i)) } else { dw };
+        let q = p.add(header);
+        let w = if F == Q8_0 {
+            std::array::from_fn(|k| _mm512_loadu_si512(q.add(64 * k) as *const __m512i))
+        } else {
+            kquants::<0>(q)
+        };
+        for t in 0..N {
+            let x = &xs[t];
+            let xq = x.qs.as_ptr().add(b * QK) as *const i32;
+            let word = |k: usize| _mm512_set1_epi32(xq.add(k).read_unaligned());
+            // Two chains halve the dependency latency; integer sums are exact in any order.
+            let bsum = *x.gsum.get_unchecked(2 * b) + *x.gsum.get_unchecked(2 * b + 1);
+            let mut a0 = _mm512_set1_epi32(offset * bsum);
+            let mut a1 = zero;
+            a0 = _mm512_dpbusd_epi32(a0, w[0], word(0));
+            a1 = _mm512_dpbusd_epi32(a1, w[1], word(1));
+            a0 = _mm512_dpbusd_epi32(a0, w[2], word(2));
+            a1 = _mm512_dpbusd_epi32(a1, w[3], word(3));
+            a0 = _mm512_dpbusd_epi32(a0, w[4], word(4));
+            a1 = _mm512_dpbusd_epi32(a1, w[5], word(5));
+            a0 = _mm512_dpbusd_epi32(a0, w[6], word(6));
+            a1 = _mm512_dpbusd_epi32(a1, w[7], word(7));
+            let isum = _mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1));
+            let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*x.d.get_unchecked(b)));
+            let mut v = _mm512_mul_ps(isum, scale);
+            if F == Q4_1 {
+                v = _mm512_add_ps(v, _mm512_mul_ps(mw, _mm512_set1_ps(*x.s.get_unchecked(b))));
+            }
+            acc[t] = _mm512_add_ps(acc[t], v);
+        }
+    }
+    for t in 0..N {
+        _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);
+    }
+}
