@@ -4,14 +4,18 @@
 //! directory is read through a table that maps each GGUF name to its
 //! transformers name, so the decoder binds one set of names for both formats.
 //! Weight matrices stay where the file put them (memory-mapped, read in
-//! place by the kernels); only GPT-2's `Conv1D` matrices, stored transposed
-//! by transformers, are copied once at load.
+//! place by the kernels), except: GPT-2's `Conv1D` matrices, stored
+//! transposed by transformers, are copied once at load; and block formats
+//! with tile kernels on this CPU are repacked once at load into tiles of 16
+//! rows (`memwall_kernels::matmul::packed`: the same bytes in another order,
+//! 2–3× fewer instructions per weight byte).
 
 use crate::config::Arch;
 use crate::error::ModelError;
 use memwall_formats::gguf::GgufFile;
 use memwall_formats::safetensors::{SafeTensorsDir, StDType};
 use memwall_formats::Blob;
+use memwall_kernels::matmul::{repack_pays, PackedMat};
 use memwall_kernels::quant::dequantize_row;
 use memwall_kernels::{DType, MatRef};
 
@@ -29,29 +33,57 @@ enum Data {
     Mapped(Blob),
     /// Rearranged or realigned at load: f32 values.
     Owned(Vec<f32>),
+    /// Repacked at load into tiles of 16 rows (boxed: keeps `Matrix` small).
+    Packed(Box<PackedMat>),
 }
 
 impl Matrix {
     /// The kernels' view of this matrix.
     pub fn as_mat(&self) -> MatRef<'_> {
-        MatRef { dtype: self.dtype, rows: self.rows, cols: self.cols, data: self.bytes() }
+        match &self.data {
+            Data::Packed(p) => p.as_mat(),
+            _ => MatRef::new(self.dtype, self.rows, self.cols, self.bytes()),
+        }
     }
 
+    /// The bytes the kernels read (tiled: padded to a multiple of 16 rows).
     pub fn bytes(&self) -> &[u8] {
         match &self.data {
             Data::Mapped(b) => b,
             Data::Owned(v) => bytemuck_f32(v),
+            Data::Packed(p) => p.bytes(),
         }
     }
 
     /// Dequantizes row `r` into `out` (`[cols]`).
     pub fn row_into(&self, r: usize, out: &mut [f32]) {
         let rb = self.row_bytes();
-        dequantize_row(self.dtype, &self.bytes()[r * rb..(r + 1) * rb], out);
+        match &self.data {
+            Data::Packed(p) => p.as_mat().dequantize_row(r, out),
+            _ => dequantize_row(self.dtype, &self.bytes()[r * rb..(r + 1) * rb], out),
+        }
     }
 
     fn row_bytes(&self) -> usize {
         self.dtype.row_bytes(self.cols).expect("checked when bound")
+    }
+
+    /// Repacked into tiles when this CPU has tile kernels for the type
+    /// (`memwall_kernels::matmul::repack_pays`); as it is otherwise.
+    fn packed_if_it_pays(self) -> Matrix {
+        if !repack_pays(self.dtype) {
+            return self;
+        }
+        match PackedMat::pack(&self.as_mat()) {
+            Some(p) => {
+                // The file's copy is not read again: keep one copy resident.
+                if let Data::Mapped(b) = &self.data {
+                    b.release_pages();
+                }
+                Matrix { data: Data::Packed(Box::new(p)), ..self }
+            }
+            None => self,
+        }
     }
 }
 
@@ -82,7 +114,7 @@ impl RawTensor {
         let len_ok = match (&self.data, self.dtype.row_bytes(cols)) {
             (Data::Mapped(b), Some(rb)) => rb.checked_mul(rows) == Some(b.len()),
             (Data::Owned(v), Some(_)) => v.len() == rows * cols,
-            (_, None) => false,
+            (Data::Packed(_), _) | (_, None) => false,
         };
         if !len_ok {
             return Err(ModelError::BadShape { name: self.name, found, expected: vec![rows, cols] });
@@ -99,7 +131,7 @@ impl RawTensor {
             }
             d => d,
         };
-        Ok(Matrix { dtype: self.dtype, rows, cols, data })
+        Ok(Matrix { dtype: self.dtype, rows, cols, data }.packed_if_it_pays())
     }
 
     fn into_vector(self, n: usize) -> Result<Vec<f32>, ModelError> {
@@ -109,6 +141,7 @@ impl RawTensor {
         let bytes = match &self.data {
             Data::Mapped(b) => &b[..],
             Data::Owned(v) => bytemuck_f32(v),
+            Data::Packed(p) => p.bytes(),
         };
         let mut out = vec![0f32; n];
         if self.dtype.row_bytes(n) != Some(bytes.len()) {
@@ -198,6 +231,36 @@ impl RawTensor {
             }
         }
         RawTensor { name: self.name, dtype: DType::F32, shape: vec![c, r], data: Data::Owned(out) }
+    }
+}
+
+/// What [`crate::shard`] needs to cut a rank's slice out of a tensor.
+impl RawTensor {
+    /// The tensor's bytes in its element type, row-major.
+    pub(crate) fn raw_bytes(&self) -> &[u8] {
+        match &self.data {
+            Data::Mapped(b) => b,
+            Data::Owned(v) => bytemuck_f32(v),
+            Data::Packed(p) => p.bytes(),
+        }
+    }
+
+    /// Bytes `range` of a tensor still in the mapped file (no copy).
+    pub(crate) fn mapped_range(&self, range: std::ops::Range<usize>) -> Option<Blob> {
+        match &self.data {
+            Data::Mapped(b) => b.slice(range),
+            _ => None,
+        }
+    }
+
+    /// `bytes` of this tensor's type as a tensor of `shape` (a rank's slice).
+    pub(crate) fn with_bytes(&self, bytes: Blob, shape: Vec<usize>) -> RawTensor {
+        RawTensor { name: self.name.clone(), dtype: self.dtype, shape, data: Data::Mapped(bytes) }
+    }
+
+    /// Checks the shape and binds the tensor as a `[rows, cols]` matrix.
+    pub(crate) fn bind_matrix(self, rows: usize, cols: usize) -> Result<Matrix, ModelError> {
+        self.into_matrix(rows, cols)
     }
 }
 
