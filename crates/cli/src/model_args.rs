@@ -1,11 +1,11 @@
 //! Flags shared by every command that runs a model, and loading with a
 //! progress bar.
 
+use crate::parallel_args::Parallel;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use memwall_engine::{Engine, EngineConfig};
 use memwall_formats::tokenizer::Tokenizer;
-use memwall_kernels::ThreadPool;
 use memwall_model::LoadedModel;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,34 +31,42 @@ impl ModelArgs {
         }
     }
 
-    pub fn n_threads(&self) -> usize {
-        self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
-    }
-
-    pub fn pool(&self) -> ThreadPool {
-        ThreadPool::new(self.n_threads())
+    /// Ranks other than 0 of a split model: load this rank's part and run
+    /// rank 0's step plans until its engine stops.
+    pub fn serve_worker(&self, par: &Parallel) -> Result<()> {
+        let loaded = self.load_part(par)?;
+        memwall_engine::engine::plan::run_worker(Arc::new(loaded.model), par.threads(self.threads))?;
+        Ok(())
     }
 
     /// Loads the model and starts an engine on it (one request or many take
     /// this same path).
     pub fn engine(&self) -> Result<(Engine, Arc<Tokenizer>)> {
-        let loaded = self.load()?;
+        self.engine_part(&Parallel::whole())
+    }
+
+    /// [`engine`](Self::engine) on rank 0 of a split model.
+    pub fn engine_part(&self, par: &Parallel) -> Result<(Engine, Arc<Tokenizer>)> {
+        let loaded = self.load_part(par)?;
         let tokenizer = Arc::new(loaded.tokenizer);
-        let config = EngineConfig { threads: self.n_threads(), ..EngineConfig::default() };
+        let config = EngineConfig { threads: par.threads(self.threads), ..EngineConfig::default() };
         let engine = Engine::new(Arc::new(loaded.model), tokenizer.clone(), config)?;
         Ok((engine, tokenizer))
     }
 
-    /// Loads the model with a progress bar on stderr.
-    pub fn load(&self) -> Result<LoadedModel> {
+    /// Loads this rank's part of the model (all of it when not split) with a
+    /// progress bar on stderr; only
+    /// rank 0 draws progress, every rank of a split model says what it holds.
+    pub fn load_part(&self, par: &Parallel) -> Result<LoadedModel> {
         let path = self.path()?;
-        let bar = ProgressBar::new(0).with_style(
+        let bar = if par.rank() == 0 { ProgressBar::new(0) } else { ProgressBar::hidden() };
+        let bar = bar.with_style(
             ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} layers")
                 .expect("valid template")
                 .progress_chars("=> "),
         );
         bar.set_message(format!("loading {}", path.display()));
-        let loaded = memwall_model::load(&path, &mut |done, total| {
+        let loaded = memwall_model::load_split(&path, par.split, par.comm.clone(), &mut |done, total| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
         })
@@ -74,6 +82,19 @@ impl ModelArgs {
             bar.set_position(done);
         });
         bar.finish_and_clear();
+        if par.split.size() > 1 {
+            let m = &loaded.model;
+            eprintln!(
+                "memwall: rank {} of {} ({:?}) holds {:.1} MB of weights read per step, {} layers, {} heads, {} kv heads",
+                par.rank(),
+                par.split.size(),
+                par.split,
+                m.weight_bytes() as f64 / 1e6,
+                m.config.n_layers,
+                m.config.n_heads,
+                m.config.n_kv_heads
+            );
+        }
         Ok(loaded)
     }
 }

@@ -26,6 +26,8 @@ use memwall_model::kv::{KvFull, KvRows, KvRun};
 use memwall_model::{KvCache, ModelConfig, SeqId};
 use std::collections::HashMap;
 
+mod mirror;
+
 /// Size and element type of the paged cache.
 #[derive(Clone, Debug)]
 pub struct KvCacheConfig {

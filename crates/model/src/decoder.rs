@@ -18,12 +18,15 @@
 //! so each weight is read once per step whatever the batch holds.
 
 use crate::attention::attend_batch;
+use crate::collective::{Collective, SingleProcess};
 use crate::config::{ArchTraits, ModelConfig, RopeStyle};
 use crate::error::ModelError;
 use crate::kv::{KvCache, SeqId};
 use crate::layers::{AttentionWeights, FfnWeights, Linear, Norm, Qkv};
+use crate::shard::Split;
 use crate::weights::{Matrix, WeightSource};
 use memwall_kernels::{ops, ThreadPool};
+use std::sync::Arc;
 
 /// Which logits a sequence wants from a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,7 +58,12 @@ struct Layer {
 
 /// A loaded decoder, ready to run.
 pub struct Model {
+    /// The shape this process computes: the whole model's, or its rank's
+    /// share when split (see [`crate::shard`]).
     pub config: ModelConfig,
+    /// How the model is split across ranks, and how the ranks talk.
+    split: Split,
+    comm: Arc<dyn Collective>,
     traits: ArchTraits,
     /// `None` for learned positions.
     rope: Option<RopeStyle>,
@@ -113,6 +121,21 @@ impl Model {
         rope: Option<RopeStyle>,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Model, ModelError> {
+        Self::bind_split(src, config, rope, Split::Whole, Arc::new(SingleProcess), progress)
+    }
+
+    /// Binds this rank's share of the weights of `config`'s architecture
+    /// (every weight when `split` is [`Split::Whole`]); the ranks talk
+    /// through `comm`.
+    pub fn bind_split(
+        src: &WeightSource,
+        config: ModelConfig,
+        rope: Option<RopeStyle>,
+        split: Split,
+        comm: Arc<dyn Collective>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Model, ModelError> {
+        let local = split.local_config(&config)?;
         let c = &config;
         let traits = c.arch.traits();
         let token_embd = src.matrix("token_embd.weight", c.vocab, c.d_model)?;
@@ -120,16 +143,17 @@ impl Model {
             true => Some(src.matrix("position_embd.weight", c.context_len, c.d_model)?),
             false => None,
         };
-        let mut layers = Vec::with_capacity(c.n_layers);
-        for i in 0..c.n_layers {
+        let own = split.layers(c.n_layers);
+        let mut layers = Vec::with_capacity(own.len());
+        for i in own.clone() {
             let blk = format!("blk.{i}");
             layers.push(Layer {
                 attn_norm: Norm::bind(src, &format!("{blk}.attn_norm"), c.d_model, traits.norm, c.norm_eps)?,
-                attn: AttentionWeights::bind(src, &blk, c)?,
+                attn: split.bind_attention(src, &blk, c)?,
                 ffn_norm: Norm::bind(src, &format!("{blk}.ffn_norm"), c.d_model, traits.norm, c.norm_eps)?,
-                ffn: FfnWeights::bind(src, &blk, c, traits)?,
+                ffn: split.bind_ffn(src, &blk, c, traits)?,
             });
-            progress(i + 1, c.n_layers);
+            progress(i + 1 - own.start, own.len());
         }
         let output_norm = Norm::bind(src, "output_norm", c.d_model, traits.norm, c.norm_eps)?;
         let output = Linear::opt_bind(src, "output", c.vocab, c.d_model)?;
@@ -141,14 +165,40 @@ impl Model {
             }
         }
         let rope = if traits.learned_positions { None } else { rope };
-        Ok(Model { config, traits, rope, inv_freq, token_embd, position_embd, layers, output_norm, output })
+        let config = local;
+        Ok(Model {
+            config,
+            split,
+            comm,
+            traits,
+            rope,
+            inv_freq,
+            token_embd,
+            position_embd,
+            layers,
+            output_norm,
+            output,
+        })
+    }
+
+    /// How this model is split across ranks.
+    pub fn split(&self) -> Split {
+        self.split
+    }
+
+    /// How this model's ranks talk ([`SingleProcess`] when whole).
+    pub fn collective(&self) -> &Arc<dyn Collective> {
+        &self.comm
     }
 
     /// Bytes of weights one forward step reads (every matrix once, the
     /// embedding one row per token, not counted).
     pub fn weight_bytes(&self) -> usize {
         let layers: usize = self.layers.iter().map(|l| l.attn.weight_bytes() + l.ffn.weight_bytes()).sum();
-        let out = self.output.as_ref().map_or(self.token_embd.bytes().len(), Linear::weight_bytes);
+        let mut out = self.output.as_ref().map_or(self.token_embd.bytes().len(), Linear::weight_bytes);
+        if self.split.next_stage().is_some() {
+            out = 0; // a pipeline stage before the last computes no logits
+        }
         layers + out
     }
 
@@ -194,7 +244,9 @@ impl Model {
 
     /// Runs one step over `inputs` and returns the wanted logits,
     /// `[n_out, vocab]`, in input order (every position of an `All` input,
-    /// one row for a `Last` input).
+    /// one row for a `Last` input). Split models: every rank calls this with
+    /// the same inputs; rank 0 gets the logits (so do all tensor-parallel
+    /// ranks and the last pipeline stage), other pipeline stages an empty slice.
     pub fn forward<'s>(
         &self,
         inputs: &[SeqInput<'_>],
@@ -219,16 +271,20 @@ impl Model {
         }
         let positions: Vec<usize> = inputs.iter().flat_map(|i| i.start..i.start + i.tokens.len()).collect();
 
-        // Embedding.
+        // Embedding, or the previous pipeline stage's activations.
         let x = grow(&mut s.x, n * d);
-        let tokens = inputs.iter().flat_map(|i| i.tokens.iter());
-        for ((row, &t), &pos) in x.chunks_exact_mut(d).zip(tokens).zip(&positions) {
-            self.token_embd.row_into(t as usize, row);
-            if let Some(pe) = &self.position_embd {
-                let h = grow(&mut s.h, d);
-                pe.row_into(pos, h);
-                for (a, b) in row.iter_mut().zip(h.iter()) {
-                    *a += b;
+        if let Some(prev) = self.split.previous_stage() {
+            self.comm.recv(prev, x);
+        } else {
+            let tokens = inputs.iter().flat_map(|i| i.tokens.iter());
+            for ((row, &t), &pos) in x.chunks_exact_mut(d).zip(tokens).zip(&positions) {
+                self.token_embd.row_into(t as usize, row);
+                if let Some(pe) = &self.position_embd {
+                    let h = grow(&mut s.h, d);
+                    pe.row_into(pos, h);
+                    for (a, b) in row.iter_mut().zip(h.iter()) {
+                        *a += b;
+                    }
                 }
             }
         }
@@ -287,12 +343,14 @@ impl Model {
             attend_batch(pool, c, inputs, &*kv, il, q, attn);
             trace(&mut s.trace, "attn_out", il, attn);
             layer.attn.output.forward(pool, attn, h);
+            self.split.all_reduce(&*self.comm, h);
             add_into(x, h);
 
             // Feed-forward.
             layer.ffn_norm.apply(x, h);
             let out = &mut s.attn[..n * d];
             layer.ffn.forward(pool, h, &mut s.gate, &mut s.up, out);
+            self.split.all_reduce(&*self.comm, out);
             trace(&mut s.trace, "ffn_out", il, out);
             add_into(x, out);
             trace(&mut s.trace, "l_out", il, x);
@@ -309,6 +367,16 @@ impl Model {
             }
             at += input.tokens.len();
         }
+        if let Some(next) = self.split.next_stage() {
+            // Not the last stage: hand on, then rank 0 waits for the logits.
+            self.comm.send(next, &s.x[..n * d]);
+            let m = if self.split.rank() == 0 { wanted.len() * c.vocab } else { 0 };
+            let logits = grow(&mut s.logits, m);
+            if m > 0 {
+                self.comm.recv(self.split.size() - 1, logits);
+            }
+            return Ok(&s.logits[..m]);
+        }
         let rows = grow(&mut s.rows, wanted.len() * d);
         for (dst, &r) in rows.chunks_exact_mut(d).zip(&wanted) {
             self.output_norm.apply(&s.x[r * d..(r + 1) * d], dst);
@@ -317,6 +385,9 @@ impl Model {
         match &self.output {
             Some(out) => out.forward(pool, rows, logits),
             None => memwall_kernels::matmul(pool, &self.token_embd.as_mat(), rows, logits),
+        }
+        if self.split.previous_stage().is_some() && !logits.is_empty() {
+            self.comm.send(0, logits);
         }
         Ok(&s.logits[..wanted.len() * c.vocab])
     }

@@ -11,6 +11,8 @@ pub enum ModelError {
     MissingKey(String),
     #[error("bad model configuration: {0}")]
     BadConfig(String),
+    #[error("cannot split the model over ranks: {0}")]
+    Split(String),
     #[error("missing tensor '{0}'")]
     MissingTensor(String),
     #[error("tensor '{name}' has shape {found:?}, expected {expected:?}")]

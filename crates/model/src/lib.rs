@@ -8,6 +8,7 @@
 //! [`kv::KvCache`] trait, so the engine's paged cache plugs in unchanged.
 
 pub mod attention;
+pub mod collective;
 pub mod config;
 pub mod cost;
 pub mod decoder;
@@ -16,10 +17,13 @@ pub mod kv;
 pub mod layers;
 pub mod load;
 pub mod rope;
+pub mod shard;
 pub mod weights;
 
+pub use collective::{Collective, SingleProcess};
 pub use config::{Arch, ModelConfig};
 pub use decoder::{LogitsWanted, Model, Scratch, SeqInput};
 pub use error::ModelError;
 pub use kv::{ContiguousKvCache, KvCache, KvElem, SeqId};
-pub use load::{load, LoadedModel};
+pub use load::{load, load_split, LoadedModel};
+pub use shard::{Shard, Split};

@@ -1,14 +1,17 @@
 //! Opens a model path — a GGUF file or a Hugging Face directory — into a
 //! [`Model`] and its [`Tokenizer`].
 
+use crate::collective::{Collective, SingleProcess};
 use crate::config::{Arch, ModelConfig, RopeStyle};
 use crate::decoder::Model;
 use crate::error::ModelError;
+use crate::shard::Split;
 use crate::weights::WeightSource;
 use memwall_formats::gguf::GgufFile;
 use memwall_formats::safetensors::SafeTensorsDir;
 use memwall_formats::tokenizer::Tokenizer;
 use std::path::Path;
+use std::sync::Arc;
 
 /// What a model path holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +47,17 @@ pub fn detect(path: &Path) -> Result<ModelFormat, ModelError> {
 /// Loads the model and tokenizer at `path`; `progress(done, total)` reports
 /// weight binding layer by layer.
 pub fn load(path: &Path, progress: &mut dyn FnMut(usize, usize)) -> Result<LoadedModel, ModelError> {
+    load_split(path, Split::Whole, Arc::new(SingleProcess), progress)
+}
+
+/// Like [`load`], binding only this rank's share of the weights
+/// (see [`crate::shard`]); the ranks talk through `comm`.
+pub fn load_split(
+    path: &Path,
+    split: Split,
+    comm: Arc<dyn Collective>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<LoadedModel, ModelError> {
     let _span = tracing::info_span!("load", path = %path.display()).entered();
     match detect(path)? {
         ModelFormat::Gguf => {
@@ -54,7 +68,7 @@ pub fn load(path: &Path, progress: &mut dyn FnMut(usize, usize)) -> Result<Loade
             // so that adjacent pairs rotate together; the others keep
             // Hugging Face's half-split layout.
             let rope = if config.arch == Arch::Llama { RopeStyle::Interleaved } else { RopeStyle::Neox };
-            let model = Model::bind(&WeightSource::Gguf(g), config, Some(rope), progress)?;
+            let model = Model::bind_split(&WeightSource::Gguf(g), config, Some(rope), split, comm, progress)?;
             Ok(LoadedModel { model, tokenizer, format: ModelFormat::Gguf })
         }
         ModelFormat::HfDir => {
@@ -67,7 +81,7 @@ pub fn load(path: &Path, progress: &mut dyn FnMut(usize, usize)) -> Result<Loade
             let dir = SafeTensorsDir::open(path)?;
             let tokenizer = Tokenizer::from_hf_dir(path)?;
             let src = WeightSource::Hf { arch: config.arch, dir };
-            let model = Model::bind(&src, config, Some(RopeStyle::Neox), progress)?;
+            let model = Model::bind_split(&src, config, Some(RopeStyle::Neox), split, comm, progress)?;
             Ok(LoadedModel { model, tokenizer, format: ModelFormat::HfDir })
         }
     }

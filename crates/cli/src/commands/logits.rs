@@ -2,6 +2,7 @@
 //! checking a model against a reference implementation.
 
 use crate::model_args::ModelArgs;
+use crate::parallel_args::ParallelArgs;
 use anyhow::{Context, Result};
 use memwall_model::{ContiguousKvCache, KvElem, LogitsWanted, Scratch, SeqInput};
 
@@ -9,6 +10,8 @@ use memwall_model::{ContiguousKvCache, KvElem, LogitsWanted, Scratch, SeqInput};
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    parallel: ParallelArgs,
     /// Comma-separated token ids, e.g. 1,2,3.
     #[arg(long, value_delimiter = ',', required = true)]
     tokens: Vec<u32>,
@@ -18,14 +21,19 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let loaded = args.model.load()?;
-    let pool = args.model.pool();
+    // Split: every rank runs the same forward pass on its part; rank 0 prints.
+    let par = args.parallel.init()?;
+    let loaded = args.model.load_part(&par)?;
+    let pool = memwall_kernels::ThreadPool::new(par.threads(args.model.threads));
     let model = &loaded.model;
     let c = &model.config;
     let mut kv = ContiguousKvCache::new(c.n_layers, c.kv_dim(), c.context_len, KvElem::F32);
     let mut scratch = Scratch::default();
     let input = SeqInput { seq: 0, tokens: &args.tokens, start: 0, logits: LogitsWanted::All };
     let logits = model.forward(&[input], &mut kv, &pool, &mut scratch).context("forward pass")?;
+    if par.rank() > 0 {
+        return Ok(());
+    }
     let positions: Vec<Vec<(u32, f32)>> = logits.chunks_exact(c.vocab).map(|row| top_k(row, args.top)).collect();
     println!("{}", serde_json::json!({ "positions": positions }));
     Ok(())

@@ -67,6 +67,20 @@ pub struct Args {
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
+    /// Tensor parallelism over N ranks: also predict the all-reduce cost per
+    /// step on --link.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    tp: u64,
+    /// Pipeline parallelism over N stages: also predict the hand-off cost
+    /// per step on --link.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pp: u64,
+    /// The link between ranks in Gb/s (25GbE, 100 for 100 Gb/s InfiniBand).
+    #[arg(long, value_name = "GBPS", default_value = "25")]
+    link: String,
+    /// One message's latency on --link, in microseconds.
+    #[arg(long, value_name = "US", default_value_t = 10.0)]
+    link_latency_us: f64,
     /// Draw the roofline and throughput-vs-batch plot to FILE.svg.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
@@ -191,8 +205,47 @@ pub fn run(args: Args) -> Result<()> {
         writeln!(out, "{}", serde_json::to_string_pretty(&report::json(&p, budget.as_ref()))?)?;
     } else {
         write!(out, "{}", report::text(&p, &hw, budget.as_ref(), &notes))?;
+        if args.tp > 1 || args.pp > 1 {
+            write!(out, "{}", parallel_text(&args, &req.subject.config)?)?;
+        }
     }
     Ok(())
+}
+
+/// The link's share of a step under --tp / --pp.
+fn parallel_text(args: &Args, c: &memwall_model::ModelConfig) -> Result<String> {
+    use memwall_perf::plan::parallel::{pipeline, tensor_parallel, Link, StepComm};
+    let link = Link::parse(&args.link, args.link_latency_us).map_err(anyhow::Error::msg)?;
+    let (tp, pp) = (args.tp as usize, args.pp as usize);
+    let line = |what: String, s: StepComm| {
+        format!(
+            "  {what}: {} messages, {:.1} KB sent per rank, {:.3} ms latency + {:.3} ms transfer = {:.3} ms per step\n",
+            s.messages,
+            s.bytes_per_rank / 1e3,
+            s.latency_s * 1e3,
+            s.transfer_s * 1e3,
+            s.seconds() * 1e3
+        )
+    };
+    let mut t = format!(
+        "\nOn a {} Gb/s link with {} µs per message (ring all-reduce; no overlap with compute):\n",
+        link.bits_per_s / 1e9,
+        args.link_latency_us
+    );
+    if tp > 1 {
+        t += &format!("tensor parallelism over {tp} ranks (each reads 1/{tp} of the layer weights per step):\n");
+        for &b in &args.batch {
+            t += &line(format!("decode, batch {b}"), tensor_parallel(c, tp, b.max(1), link));
+        }
+        t += &line(format!("prefill of {} tokens", args.prompt), tensor_parallel(c, tp, args.prompt, link));
+    }
+    if pp > 1 {
+        t += &format!("pipeline over {pp} stages (one batch in flight: stages take turns):\n");
+        for &b in &args.batch {
+            t += &line(format!("decode, batch {b}"), pipeline(c, pp, b.max(1), b.max(1), link));
+        }
+    }
+    Ok(t)
 }
 
 /// This machine's entry with probed ceilings (from a probe file if given).

@@ -24,6 +24,7 @@
 
 pub mod budget;
 pub mod energy;
+pub mod parallel;
 pub mod plot;
 pub mod report;
 pub mod roofline;

@@ -1,0 +1,134 @@
+//! # memwall-dist
+//!
+//! The model's [`Collective`] over MPI, so that a model split with
+//! `--tp N` or `--pp N` ([`memwall_model::shard`]) runs as `N` processes
+//! started by MPI's own launcher (`mpirun -np N memwall …`), on one host or
+//! several. Following the design rule "scale out on an existing runtime, not
+//! a home-made protocol": Open MPI carries the all-reduces, the pipeline's
+//! activations and the step plans, over shared memory or TCP as it chooses.
+//!
+//! MPI is behind the `mpi` cargo feature (it links `libmpi` and needs
+//! `libopenmpi-dev` to build). Without it, [`init`] returns
+//! [`DistError::NotBuilt`] whenever more than one rank is asked for, saying
+//! how to build with it; a single rank never needs MPI.
+
+use memwall_model::Collective;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DistError {
+    #[error(
+        "--tp/--pp above 1 need MPI, and this memwall was built without it: install Open MPI \
+         (apt-get install libopenmpi-dev openmpi-bin), build with `cargo build --release -p memwall-cli \
+         --features mpi`, and launch with `mpirun -np N memwall …`"
+    )]
+    NotBuilt,
+    #[error("MPI could not be initialised (was it initialised twice?)")]
+    Init,
+    #[error("MPI provides thread level {0}, but memwall calls MPI from its engine thread: it needs at least MPI_THREAD_SERIALIZED")]
+    Threading(String),
+}
+
+/// The communicator of this process: `None` when MPI is not needed (one
+/// rank wanted and not launched by `mpirun`).
+pub fn init(ranks_wanted: usize) -> Result<Option<Arc<dyn Collective>>, DistError> {
+    if ranks_wanted <= 1 && !(cfg!(feature = "mpi") && launched_by_mpirun()) {
+        return Ok(None);
+    }
+    imp::init()
+}
+
+/// Whether Open MPI's (or another MPI's) launcher started this process.
+pub fn launched_by_mpirun() -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"].iter().any(|k| std::env::var_os(k).is_some())
+}
+
+/// Processes of this job on this host (Open MPI's `OMPI_COMM_WORLD_LOCAL_SIZE`),
+/// for sharing the cores among them; 1 if unknown.
+pub fn local_ranks() -> usize {
+    std::env::var("OMPI_COMM_WORLD_LOCAL_SIZE").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
+}
+
+#[cfg(not(feature = "mpi"))]
+mod imp {
+    use super::*;
+
+    pub fn init() -> Result<Option<Arc<dyn Collective>>, DistError> {
+        Err(DistError::NotBuilt)
+    }
+}
+
+#[cfg(feature = "mpi")]
+mod imp {
+    use super::*;
+    use mpi::collective::SystemOperation;
+    use mpi::topology::SimpleCommunicator;
+    use mpi::traits::*;
+    use mpi::Threading;
+    use std::sync::Mutex;
+
+    /// `MPI_COMM_WORLD`; MPI is finalised when the last handle drops.
+    struct Mpi {
+        rank: usize,
+        size: usize,
+        /// Serialises MPI calls (`MPI_THREAD_SERIALIZED` is all we ask for);
+        /// holds a scratch buffer for the all-reduce's send side.
+        world: Mutex<(SimpleCommunicator, Vec<f32>)>,
+        _universe: mpi::environment::Universe,
+    }
+
+    // SAFETY: every use of the communicator goes through the mutex, and MPI
+    // was initialised with at least MPI_THREAD_SERIALIZED, which allows calls
+    // from any thread one at a time.
+    unsafe impl Send for Mpi {}
+    unsafe impl Sync for Mpi {}
+
+    pub fn init() -> Result<Option<Arc<dyn Collective>>, DistError> {
+        let (universe, level) = mpi::initialize_with_threading(Threading::Serialized).ok_or(DistError::Init)?;
+        if level < Threading::Serialized {
+            return Err(DistError::Threading(format!("{level:?}")));
+        }
+        let world = universe.world();
+        let (rank, size) = (world.rank() as usize, world.size() as usize);
+        Ok(Some(Arc::new(Mpi { rank, size, world: Mutex::new((world, Vec::new())), _universe: universe })))
+    }
+
+    impl Collective for Mpi {
+        fn rank(&self) -> usize {
+            self.rank
+        }
+
+        fn size(&self) -> usize {
+            self.size
+        }
+
+        fn all_reduce_sum(&self, x: &mut [f32]) {
+            let mut guard = self.world.lock().expect("unpoisoned");
+            let (world, send) = &mut *guard;
+            send.clear();
+            send.extend_from_slice(x);
+            world.all_reduce_into(&send[..], x, SystemOperation::sum());
+        }
+
+        fn send(&self, to: usize, x: &[f32]) {
+            let guard = self.world.lock().expect("unpoisoned");
+            guard.0.process_at_rank(to as i32).send(x);
+        }
+
+        fn recv(&self, from: usize, x: &mut [f32]) {
+            let guard = self.world.lock().expect("unpoisoned");
+            let status = guard.0.process_at_rank(from as i32).receive_into(x);
+            let n = status.count(f32::equivalent_datatype()) as usize;
+            assert_eq!(n, x.len(), "rank {from} sent {n} values, rank {} expected {}", self.rank, x.len());
+        }
+
+        fn broadcast_bytes(&self, root: usize, buf: &mut Vec<u8>) {
+            let guard = self.world.lock().expect("unpoisoned");
+            let root = guard.0.process_at_rank(root as i32);
+            let mut len = buf.len() as u64;
+            root.broadcast_into(&mut len);
+            buf.resize(len as usize, 0);
+            root.broadcast_into(&mut buf[..]);
+        }
+    }
+}

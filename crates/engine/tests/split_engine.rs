@@ -1,0 +1,74 @@
+//! The engine on rank 0 of a split model, with the other ranks running
+//! [`run_worker`] on threads of this process ([`ThreadGroup`] instead of MPI):
+//! step plans, mirrored block tables, copy-on-write copies of parallel
+//! samples and prefix-cache hits must give the unsplit engine's tokens.
+
+use memwall_engine::engine::plan::run_worker;
+use memwall_engine::{Engine, EngineConfig, GenerateParams, KvCacheConfig, Request, SamplingParams};
+use memwall_model::collective::ThreadGroup;
+use memwall_model::{load, load_split, Collective, Shard, Split};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models/llama.gguf")
+}
+
+fn config() -> EngineConfig {
+    // Small blocks so that prompts span several and samples share some.
+    EngineConfig {
+        kv: KvCacheConfig { block_size: 4, memory_bytes: 1 << 20, ..Default::default() },
+        threads: 1,
+        ..Default::default()
+    }
+}
+
+/// Ids of every sample of every request, requests run one after another
+/// (the second shares the first's prompt prefix) on `engine`.
+fn generate(engine: &Engine) -> Vec<Vec<u32>> {
+    let greedy = GenerateParams {
+        max_tokens: 10,
+        sampling: SamplingParams::greedy(),
+        stop: vec![],
+        ignore_eos: true,
+        logprobs: None,
+    };
+    let seeded =
+        GenerateParams { sampling: SamplingParams { seed: Some(3), ..SamplingParams::default() }, ..greedy.clone() };
+    let prompt: Vec<u32> = (1..20).map(|i| (i * 37 % 500) as u32).collect();
+    let mut longer = prompt.clone();
+    longer.extend([5, 6, 7, 8, 9, 10]); // 25 tokens: the samples share a partial block
+    let requests = [
+        Request::new(prompt, greedy.clone()),
+        Request { n: 3, ..Request::new(longer, seeded) },
+        Request::new(vec![42, 43], greedy),
+    ];
+    requests.into_iter().flat_map(|r| engine.submit(r).unwrap().wait().unwrap().into_iter().map(|c| c.ids)).collect()
+}
+
+fn split_run(make: fn(Shard) -> Split) -> Vec<Vec<u32>> {
+    let mut groups = ThreadGroup::new(2);
+    let worker_comm: Arc<dyn Collective> = Arc::new(groups.pop().unwrap());
+    let worker = std::thread::spawn(move || {
+        let m = load_split(&fixture(), make(Shard { rank: 1, size: 2 }), worker_comm, &mut |_, _| {}).unwrap();
+        run_worker(Arc::new(m.model), 1).unwrap();
+    });
+    let comm: Arc<dyn Collective> = Arc::new(groups.pop().unwrap());
+    let loaded = load_split(&fixture(), make(Shard { rank: 0, size: 2 }), comm, &mut |_, _| {}).unwrap();
+    let engine = Engine::new(Arc::new(loaded.model), Arc::new(loaded.tokenizer), config()).unwrap();
+    let ids = generate(&engine);
+    engine.shutdown();
+    worker.join().unwrap();
+    ids
+}
+
+#[test]
+fn split_engines_generate_the_whole_models_tokens() {
+    let loaded = load(&fixture(), &mut |_, _| {}).unwrap();
+    let engine = Engine::new(Arc::new(loaded.model), Arc::new(loaded.tokenizer), config()).unwrap();
+    let want = generate(&engine);
+    engine.shutdown();
+    assert_eq!(want.len(), 5);
+    assert_eq!(split_run(Split::Pipeline), want, "pipeline");
+    assert_eq!(split_run(Split::Tensor), want, "tensor");
+}

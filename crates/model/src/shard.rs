@@ -1,0 +1,397 @@
+//! A model split over several ranks: Megatron-LM tensor parallelism and
+//! contiguous pipeline stages.
+//!
+//! **Tensor parallelism** ([`Split::Tensor`], after Megatron-LM, Shoeybi et
+//! al. 2019): rank `r` of `size` owns query heads `[r·n_heads/size, …)`,
+//! key/value heads `[r·n_kv_heads/size, …)` (so the KV cache of its heads
+//! only) and the slice `[r·d_ff/size, …)` of the feed-forward width.
+//! Column-parallel matrices (split output rows): `attn_q/k/v` (or the rows
+//! of the three parts of a fused `attn_qkv`), `ffn_gate`, `ffn_up` (both
+//! halves of a fused gate-up). Row-parallel matrices (split input columns):
+//! `attn_output` (the columns of the rank's heads) and `ffn_down` (its
+//! feed-forward slice). Each rank's partial `attn_output` and `ffn_down`
+//! products are summed by one all-reduce ([`Collective::all_reduce_sum`]);
+//! their biases are bound on rank 0 only, so they are added once. Norms,
+//! embeddings and the output head are replicated on every rank. The heads
+//! and kv heads must divide by `size`; in a quantized matrix a column split
+//! must fall on block boundaries — otherwise binding fails saying so.
+//!
+//! **Pipeline parallelism** ([`Split::Pipeline`]): rank `r` owns a contiguous
+//! range of layers ([`Shard::layers`]) and their KV cache; rank 0 embeds,
+//! each stage sends its activations `[n_tokens, d_model]` to the next, and
+//! the last computes the logits and sends them to rank 0. One batch is in
+//! flight at a time (no micro-batching yet), so stages take turns.
+//!
+//! Each rank copies only its slice of a matrix out of the mapped file (a
+//! contiguous block of whole rows stays mapped, unless the kernels repack
+//! it); the other ranks' rows are never read. The model's
+//! [`ModelConfig`](crate::ModelConfig) on a rank is the rank's share
+//! (`n_heads`, `n_kv_heads`, `d_ff` or `n_layers` divided), so that the
+//! decoder's loops and the KV cache layout follow without further change.
+
+use crate::collective::Collective;
+use crate::config::{ArchTraits, FfnKind, ModelConfig, NormKind};
+use crate::error::ModelError;
+use crate::layers::{AttentionWeights, FfnWeights, Linear, Norm, Qkv};
+use crate::weights::{Matrix, WeightSource};
+use memwall_formats::Blob;
+use std::ops::Range;
+
+/// Rank `rank` of `size`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub size: usize,
+}
+
+impl Shard {
+    /// The rank's contiguous share of `n` items: `n / size` each, the first
+    /// `n % size` ranks one more.
+    pub fn part(&self, n: usize) -> Range<usize> {
+        let (base, extra) = (n / self.size, n % self.size);
+        let start = self.rank * base + self.rank.min(extra);
+        start..start + base + usize::from(self.rank < extra)
+    }
+
+    /// The layers a pipeline stage owns.
+    pub fn layers(&self, n_layers: usize) -> Range<usize> {
+        self.part(n_layers)
+    }
+}
+
+/// How a model is split across ranks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Split {
+    /// One process holds every weight.
+    #[default]
+    Whole,
+    /// Heads and feed-forward width split (see the module docs).
+    Tensor(Shard),
+    /// Contiguous layer ranges.
+    Pipeline(Shard),
+}
+
+impl Split {
+    /// `--tp tp --pp pp` for `rank` of `world` processes.
+    pub fn new(tp: usize, pp: usize, rank: usize, world: usize) -> Result<Split, ModelError> {
+        let bad = |m: String| Err(ModelError::Split(m));
+        match (tp.max(1), pp.max(1)) {
+            (1, 1) => Ok(Split::Whole),
+            (t, 1) | (1, t) if t != world => {
+                bad(format!("{t} ranks were asked for but {world} processes run: launch with `mpirun -np {t}`"))
+            }
+            (t, 1) => Ok(Split::Tensor(Shard { rank, size: t })),
+            (1, p) => Ok(Split::Pipeline(Shard { rank, size: p })),
+            (t, p) => bad(format!("--tp {t} with --pp {p}: combining both is not supported yet, use one")),
+        }
+    }
+
+    /// Ranks taking part (1 when whole).
+    pub fn size(&self) -> usize {
+        match self {
+            Split::Whole => 1,
+            Split::Tensor(s) | Split::Pipeline(s) => s.size,
+        }
+    }
+
+    /// This process's rank (0 when whole).
+    pub fn rank(&self) -> usize {
+        match self {
+            Split::Whole => 0,
+            Split::Tensor(s) | Split::Pipeline(s) => s.rank,
+        }
+    }
+
+    /// The layers this rank runs.
+    pub fn layers(&self, n_layers: usize) -> Range<usize> {
+        match self {
+            Split::Pipeline(s) => s.layers(n_layers),
+            _ => 0..n_layers,
+        }
+    }
+
+    /// The pipeline stage this rank receives activations from.
+    pub fn previous_stage(&self) -> Option<usize> {
+        match self {
+            Split::Pipeline(s) if s.rank > 0 => Some(s.rank - 1),
+            _ => None,
+        }
+    }
+
+    /// The pipeline stage this rank sends activations to.
+    pub fn next_stage(&self) -> Option<usize> {
+        match self {
+            Split::Pipeline(s) if s.rank + 1 < s.size => Some(s.rank + 1),
+            _ => None,
+        }
+    }
+
+    /// The shape this rank computes: `config` with its heads and
+    /// feed-forward width (tensor) or its layers (pipeline).
+    pub fn local_config(&self, config: &ModelConfig) -> Result<ModelConfig, ModelError> {
+        let mut c = config.clone();
+        match *self {
+            Split::Whole => {}
+            Split::Tensor(s) => {
+                let (h, kvh, ff) = (c.n_heads, c.n_kv_heads, c.d_ff);
+                if !h.is_multiple_of(s.size) || !kvh.is_multiple_of(s.size) || !ff.is_multiple_of(s.size) {
+                    return Err(ModelError::Split(format!(
+                        "tensor parallelism over {} ranks needs n_heads ({h}), n_kv_heads ({kvh}) and d_ff ({ff}) \
+                         to divide by {}: use a --tp that divides them all, or --pp",
+                        s.size, s.size
+                    )));
+                }
+                c.n_heads /= s.size;
+                c.n_kv_heads /= s.size;
+                c.d_ff /= s.size;
+            }
+            Split::Pipeline(s) => {
+                if s.size > c.n_layers {
+                    return Err(ModelError::Split(format!(
+                        "{} pipeline stages for {} layers: use at most --pp {}",
+                        s.size, c.n_layers, c.n_layers
+                    )));
+                }
+                c.n_layers = s.layers(c.n_layers).len();
+            }
+        }
+        Ok(c)
+    }
+
+    /// Layer `blk`'s attention weights for this rank (`config` is the whole model's).
+    pub(crate) fn bind_attention(
+        &self,
+        src: &WeightSource,
+        blk: &str,
+        config: &ModelConfig,
+    ) -> Result<AttentionWeights, ModelError> {
+        match *self {
+            Split::Tensor(s) => bind_attention_shard(src, blk, config, s),
+            _ => AttentionWeights::bind(src, blk, config),
+        }
+    }
+
+    /// Layer `blk`'s feed-forward weights for this rank.
+    pub(crate) fn bind_ffn(
+        &self,
+        src: &WeightSource,
+        blk: &str,
+        config: &ModelConfig,
+        traits: ArchTraits,
+    ) -> Result<FfnWeights, ModelError> {
+        match *self {
+            Split::Tensor(s) => bind_ffn_shard(src, blk, config, traits, s),
+            _ => FfnWeights::bind(src, blk, config, traits),
+        }
+    }
+
+    /// Sums `x` over the ranks of a tensor split; nothing otherwise.
+    pub(crate) fn all_reduce(&self, comm: &dyn Collective, x: &mut [f32]) {
+        if let Split::Tensor(_) = self {
+            comm.all_reduce_sum(x);
+        }
+    }
+}
+
+fn scaled(r: Range<usize>, k: usize) -> Range<usize> {
+    r.start * k..r.end * k
+}
+
+fn offset(r: &Range<usize>, by: usize) -> Range<usize> {
+    r.start + by..r.end + by
+}
+
+fn bind_attention_shard(
+    src: &WeightSource,
+    blk: &str,
+    c: &ModelConfig,
+    s: Shard,
+) -> Result<AttentionWeights, ModelError> {
+    let (d, q_dim, kv_dim, hd) = (c.d_model, c.q_dim(), c.kv_dim(), c.head_dim);
+    let q = scaled(s.part(c.n_heads), hd);
+    let kv = scaled(s.part(c.n_kv_heads), hd);
+    let fused_rows = [q.clone(), offset(&kv, q_dim), offset(&kv, q_dim + kv_dim)];
+    let qkv = match column_parallel(src, &format!("{blk}.attn_qkv"), q_dim + 2 * kv_dim, d, &fused_rows)? {
+        Some(fused) => Qkv::Fused(fused),
+        None => {
+            let need = |name: &str, rows: usize, part: &Range<usize>| {
+                let name = format!("{blk}.{name}");
+                column_parallel(src, &name, rows, d, std::slice::from_ref(part))?
+                    .ok_or(ModelError::MissingTensor(format!("{name}.weight")))
+            };
+            Qkv::Split {
+                q: need("attn_q", q_dim, &q)?,
+                k: need("attn_k", kv_dim, &kv)?,
+                v: need("attn_v", kv_dim, &kv)?,
+            }
+        }
+    };
+    let head_norm = |name: &str| -> Result<Option<Norm>, ModelError> {
+        let w = src.opt_vector(&format!("{blk}.{name}.weight"), hd)?;
+        Ok(w.map(|weight| Norm { kind: NormKind::Rms, weight, bias: None, eps: c.norm_eps }))
+    };
+    Ok(AttentionWeights {
+        qkv,
+        q_norm: head_norm("attn_q_norm")?,
+        k_norm: head_norm("attn_k_norm")?,
+        output: row_parallel(src, &format!("{blk}.attn_output"), d, q_dim, q, s.rank == 0)?,
+    })
+}
+
+fn bind_ffn_shard(
+    src: &WeightSource,
+    blk: &str,
+    c: &ModelConfig,
+    traits: ArchTraits,
+    s: Shard,
+) -> Result<FfnWeights, ModelError> {
+    let (d, ff) = (c.d_model, c.d_ff);
+    let part = s.part(ff);
+    let gate = match traits.ffn {
+        FfnKind::SwiGlu => column_parallel(src, &format!("{blk}.ffn_gate"), ff, d, std::slice::from_ref(&part))?,
+        FfnKind::Gelu => None,
+    };
+    let up_name = format!("{blk}.ffn_up");
+    let up = match traits.ffn == FfnKind::SwiGlu && gate.is_none() {
+        // Gate and up fused as `[2 d_ff, d_model]`, gate first: this rank's rows of each.
+        true => column_parallel(src, &up_name, 2 * ff, d, &[part.clone(), offset(&part, ff)])?,
+        false => column_parallel(src, &up_name, ff, d, std::slice::from_ref(&part))?,
+    };
+    Ok(FfnWeights {
+        kind: traits.ffn,
+        gate,
+        up: up.ok_or(ModelError::MissingTensor(format!("{up_name}.weight")))?,
+        down: row_parallel(src, &format!("{blk}.ffn_down"), d, ff, part, s.rank == 0)?,
+    })
+}
+
+/// The rows `parts` (concatenated in order) of `[d_out, d_in]` linear
+/// `prefix`, with the same entries of its bias; `None` if the file has no
+/// such weight.
+fn column_parallel(
+    src: &WeightSource,
+    prefix: &str,
+    d_out: usize,
+    d_in: usize,
+    parts: &[Range<usize>],
+) -> Result<Option<Linear>, ModelError> {
+    let Some(w) = slice_matrix(src, &format!("{prefix}.weight"), d_out, d_in, parts, 0..d_in)? else {
+        return Ok(None);
+    };
+    let b = src.opt_vector(&format!("{prefix}.bias"), d_out)?;
+    let b = b.map(|b| parts.iter().flat_map(|p| b[p.clone()].iter().copied()).collect());
+    Ok(Some(Linear { w, b }))
+}
+
+/// The input columns `cols` of `[d_out, d_in]` linear `prefix`; its bias
+/// only if `with_bias` (one rank adds it to the sum).
+fn row_parallel(
+    src: &WeightSource,
+    prefix: &str,
+    d_out: usize,
+    d_in: usize,
+    cols: Range<usize>,
+    with_bias: bool,
+) -> Result<Linear, ModelError> {
+    let name = format!("{prefix}.weight");
+    let w = slice_matrix(src, &name, d_out, d_in, std::slice::from_ref(&(0..d_out)), cols)?
+        .ok_or(ModelError::MissingTensor(name))?;
+    let b = match with_bias {
+        true => src.opt_vector(&format!("{prefix}.bias"), d_out)?,
+        false => None,
+    };
+    Ok(Linear { w, b })
+}
+
+/// Rows `rows` (concatenated) and columns `cols` of `[n_rows, n_cols]`
+/// matrix `name`, copied out of the file except for one block of whole rows
+/// of a mapped tensor, which stays mapped.
+fn slice_matrix(
+    src: &WeightSource,
+    name: &str,
+    n_rows: usize,
+    n_cols: usize,
+    rows: &[Range<usize>],
+    cols: Range<usize>,
+) -> Result<Option<Matrix>, ModelError> {
+    let Some(t) = src.get(name)? else { return Ok(None) };
+    let dt = t.dtype;
+    let shape_err =
+        || ModelError::BadShape { name: name.to_string(), found: t.shape.clone(), expected: vec![n_rows, n_cols] };
+    let row_bytes = dt.row_bytes(n_cols).ok_or_else(shape_err)?;
+    if t.shape != [n_rows, n_cols] || t.raw_bytes().len() != row_bytes * n_rows {
+        return Err(shape_err());
+    }
+    let (Some(c0), Some(c1)) = (dt.row_bytes(cols.start), dt.row_bytes(cols.end)) else {
+        return Err(ModelError::Split(format!(
+            "{name}: this rank's columns {cols:?} do not fall on the {}-element blocks of {}; \
+             use a --tp that keeps each rank's share a multiple of {0}, or --pp",
+            dt.block_len(),
+            dt.name()
+        )));
+    };
+    let n_local: usize = rows.iter().map(|r| r.len()).sum();
+    let whole_rows = cols == (0..n_cols);
+    let data = match (rows, whole_rows) {
+        ([r], true) => t.mapped_range(r.start * row_bytes..r.end * row_bytes),
+        _ => None,
+    };
+    let data = data.unwrap_or_else(|| {
+        let bytes = t.raw_bytes();
+        let mut out = Vec::with_capacity(n_local * (c1 - c0));
+        for r in rows.iter().flat_map(|r| r.clone()) {
+            out.extend_from_slice(&bytes[r * row_bytes + c0..r * row_bytes + c1]);
+        }
+        Blob::from_vec(out)
+    });
+    t.with_bytes(data, vec![n_local, cols.len()]).bind_matrix(n_local, cols.len()).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_cover_everything_once() {
+        for size in 1..5 {
+            let mut next = 0;
+            for rank in 0..size {
+                let p = Shard { rank, size }.part(10);
+                assert_eq!(p.start, next);
+                assert!(p.len() == 10 / size || p.len() == 10 / size + 1);
+                next = p.end;
+            }
+            assert_eq!(next, 10);
+        }
+    }
+
+    #[test]
+    fn split_asks_for_matching_world_and_divisible_heads() {
+        assert_eq!(Split::new(1, 1, 0, 1).unwrap(), Split::Whole);
+        assert_eq!(Split::new(2, 1, 1, 2).unwrap(), Split::Tensor(Shard { rank: 1, size: 2 }));
+        assert!(Split::new(2, 1, 0, 3).unwrap_err().to_string().contains("mpirun -np 2"));
+        assert!(Split::new(2, 2, 0, 4).is_err());
+        let smollm2 = ModelConfig {
+            arch: crate::Arch::Llama,
+            vocab: 49152,
+            d_model: 576,
+            n_layers: 30,
+            n_heads: 9,
+            n_kv_heads: 3,
+            head_dim: 64,
+            d_ff: 1536,
+            norm_eps: 1e-5,
+            context_len: 8192,
+            rope_theta: 1e5,
+            rope_dim: 64,
+            rope_scaling: None,
+        };
+        let e = Split::Tensor(Shard { rank: 0, size: 2 }).local_config(&smollm2).unwrap_err().to_string();
+        assert!(e.contains("n_heads (9)") && e.contains("--pp"), "{e}");
+        let c = Split::Tensor(Shard { rank: 2, size: 3 }).local_config(&smollm2).unwrap();
+        assert_eq!((c.n_heads, c.n_kv_heads, c.d_ff, c.n_layers), (3, 1, 512, 30));
+        let c = Split::Pipeline(Shard { rank: 1, size: 4 }).local_config(&smollm2).unwrap();
+        assert_eq!(c.n_layers, 8);
+        assert_eq!(Split::Pipeline(Shard { rank: 1, size: 4 }).layers(30), 8..16);
+    }
+}
