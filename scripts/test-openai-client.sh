@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The official OpenAI Python client against `memwall serve` with the default
-# model: chat and completions, streaming and not, models list, error cases.
+# model: chat and completions, streaming and not, logprobs, models list, error cases.
 #
 #   scripts/test-openai-client.sh
 #

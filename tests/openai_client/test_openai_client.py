@@ -110,6 +110,66 @@ def n_and_stop():
         assert "9" not in c.text and "\n" not in c.text, c.text
 
 
+def check_chat_token(t, top_n):
+    assert isinstance(t.token, str) and isinstance(t.bytes, list), t
+    assert t.logprob <= 0.0 and all(0 <= b < 256 for b in t.bytes), t
+    assert len(t.top_logprobs) == top_n, t
+    lps = [a.logprob for a in t.top_logprobs]
+    assert lps == sorted(lps, reverse=True), lps
+    # Greedy: the chosen token is the most likely one.
+    assert t.logprob == lps[0] and t.token == t.top_logprobs[0].token, t
+
+
+def chat_logprobs():
+    args = dict(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Name three colours."}],
+        max_tokens=10,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=3,
+    )
+    r = client.chat.completions.create(**args)
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens, (len(content), r.usage)
+    for t in content:
+        check_chat_token(t, 3)
+    # The bytes of the tokens make up the text (a SentencePiece tokenizer may
+    # drop the first token's leading space from the text).
+    joined = b"".join(bytes(t.bytes) for t in content).decode("utf-8", errors="replace")
+    text = r.choices[0].message.content
+    assert text in (joined, joined[1:]) or r.choices[0].finish_reason == "stop", (text, joined)
+    streamed = []
+    for chunk in client.chat.completions.create(**args, stream=True):
+        for choice in chunk.choices:
+            if choice.logprobs is not None and choice.logprobs.content:
+                streamed.extend(choice.logprobs.content)
+    assert [(t.token, t.logprob, t.bytes) for t in streamed] == [(t.token, t.logprob, t.bytes) for t in content]
+    assert [[a.token for a in t.top_logprobs] for t in streamed] == [[a.token for a in t.top_logprobs] for t in content]
+    plain = client.chat.completions.create(**{**args, "logprobs": False, "top_logprobs": None})
+    assert plain.choices[0].logprobs is None, plain.choices[0]
+
+
+def completions_logprobs():
+    args = dict(model=MODEL, prompt="The capital of France is", max_tokens=6, temperature=0, logprobs=2)
+    r = client.completions.create(**args)
+    lp = r.choices[0].logprobs
+    n = r.usage.completion_tokens
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) == n, lp
+    assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset), lp.text_offset
+    for token, logprob, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+        assert isinstance(token, str) and logprob <= 0.0, (token, logprob)
+        assert 1 <= len(top) <= 2 and logprob == max(top.values()), (token, logprob, top)
+    streamed = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+    for chunk in client.completions.create(**args, stream=True):
+        for choice in chunk.choices:
+            if choice.logprobs is not None:
+                for key in streamed:
+                    streamed[key].extend(getattr(choice.logprobs, key))
+    for key, values in streamed.items():
+        assert values == getattr(lp, key), (key, values, getattr(lp, key))
+
+
 def errors():
     try:
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], temperature=-1)
@@ -117,6 +177,11 @@ def errors():
     except openai.BadRequestError as e:
         assert e.status_code == 400
         assert e.body["param"] == "temperature", e.body
+    try:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], top_logprobs=2)
+        raise AssertionError("top_logprobs without logprobs was accepted")
+    except openai.BadRequestError as e:
+        assert e.status_code == 400 and e.body["param"] == "top_logprobs", e.body
     try:
         client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
         raise AssertionError("an unknown model was accepted")
@@ -138,6 +203,8 @@ def main():
         ("chat.completions (streaming, include_usage)", chat_streaming),
         ("completions (non-streaming and streaming)", completions),
         ("completions n=2 with stop", n_and_stop),
+        ("chat.completions logprobs=True, top_logprobs=3 (streaming and not)", chat_logprobs),
+        ("completions logprobs=2 (streaming and not)", completions_logprobs),
         ("errors: 400 param, 404 model, 401 key", errors),
     ]:
         check(name, fn)

@@ -98,6 +98,7 @@ fn run_level(
         sampling: SamplingParams::greedy(),
         stop: vec![],
         ignore_eos: true,
+        logprobs: None,
     };
     let vocab = model.config.vocab;
     let start = Instant::now();

@@ -22,12 +22,13 @@
 //! - Dropping or [`Engine::shutdown`] ends every pending request with
 //!   [`FinishReason::Cancelled`] and joins the thread.
 
+pub mod plan;
 mod step_loop;
 
 use crate::metrics::{EngineMetrics, RequestMetrics};
 use crate::paged_kv::{KvCacheConfig, KvTooSmall, PagedKvCache};
-use crate::params::GenerateParams;
-use crate::sampler::SamplingError;
+use crate::params::{GenerateParams, MAX_LOGPROBS};
+use crate::sampler::{SamplingError, TokenLogprobs};
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::stop::FinishReason;
 use memwall_formats::tokenizer::Tokenizer;
@@ -95,7 +96,10 @@ impl Request {
 pub enum Event {
     /// Sample `index` generated `id`; `text` is what it completed (possibly
     /// empty: held for UTF-8 or a possible stop string, or end-of-generation).
-    Token { index: usize, id: u32, text: String },
+    /// `logprobs` is `Some` exactly when the request set
+    /// [`GenerateParams::logprobs`]: the raw-logit log-softmax of `id` and of
+    /// the most likely alternatives (see [`TokenLogprobs`]).
+    Token { index: usize, id: u32, text: String, logprobs: Option<TokenLogprobs> },
     /// Text held back until the end, flushed when sample `index` finishes.
     Text { index: usize, text: String },
     /// Sample `index` ended; no more events for it.
@@ -114,6 +118,8 @@ pub enum EngineError {
     NoTokensWanted,
     #[error("n (parallel samples) must be at least 1")]
     NoSamples,
+    #[error("logprobs asks for {asked} alternatives per token; at most {max} are supported")]
+    TooManyLogprobs { asked: usize, max: usize },
     #[error("token id {id} is outside the vocabulary of {vocab}")]
     TokenOutOfRange { id: u32, vocab: usize },
     #[error(
@@ -211,6 +217,9 @@ impl Engine {
         if r.n == 0 {
             return Err(EngineError::NoSamples);
         }
+        if let Some(asked) = r.params.logprobs.filter(|&k| k > MAX_LOGPROBS) {
+            return Err(EngineError::TooManyLogprobs { asked, max: MAX_LOGPROBS });
+        }
         r.params.sampling.validate()?;
         let tokens = r.prompt.len() + max_new_tokens(r, self.context);
         if tokens > self.capacity_tokens {
@@ -267,6 +276,8 @@ pub struct Completion {
     /// Generated ids, including a final end-of-generation id if sampled.
     pub ids: Vec<u32>,
     pub text: String,
+    /// One entry per id of `ids` when the request asked for logprobs, else empty.
+    pub logprobs: Vec<TokenLogprobs>,
     pub finish: Option<FinishReason>,
     pub metrics: RequestMetrics,
 }
@@ -310,8 +321,9 @@ impl RequestHandle {
         let mut out = vec![Completion::default(); self.n];
         while let Some(e) = self.recv() {
             match e {
-                Event::Token { index, id, text } => {
+                Event::Token { index, id, text, logprobs } => {
                     out[index].ids.push(id);
+                    out[index].logprobs.extend(logprobs);
                     if !text.is_empty() {
                         on_text(index, &text);
                     }

@@ -3,9 +3,9 @@
 //! A [`Sampler`] belongs to one request: it owns the request's
 //! [`SamplingParams`], its random stream and its scratch buffers, so sampling
 //! allocates nothing per token once the buffers have grown to the vocabulary
-//! (except the `top` vector of [`Sampled`], and only when logprobs are asked
-//! for). Each sequence drawing from its own seeded stream is what makes a
-//! request's tokens independent of the batch it runs in.
+//! (except the `top` vector of [`TokenLogprobs`], and only when logprobs are
+//! asked for). Each sequence drawing from its own seeded stream is what makes
+//! a request's tokens independent of the batch it runs in.
 //!
 //! # Order of operations
 //!
@@ -17,17 +17,24 @@
 //! agree.)
 //!
 //! 1. **Sanitize**: NaN becomes `-inf`, `+inf` becomes `f32::MAX`.
-//! 2. **Penalties** over the last `penalty_last_n` tokens of `history`
+//! 2. **Logprobs**, only when asked for, are taken here: [`TokenLogprobs`] is
+//!    the log-softmax of the model's *raw* logits (sanitized only), before
+//!    penalties, temperature and truncation. This is what the OpenAI API
+//!    reports and vLLM's default (`logprobs_mode = "raw_logprobs"`): the
+//!    model's own belief, whatever the request's sampling knobs.
+//! 3. **Penalties** over the last `penalty_last_n` tokens of `history`
 //!    (repetition, then frequency and presence; see `penalty.rs`).
-//! 3. **Logprobs** are taken here: [`Sampled::logprob`] and [`Sampled::top`]
-//!    are the log-softmax of the post-penalty logits, before temperature and
-//!    truncation (OpenAI reports the distribution before truncation).
-//! 4. **Greedy** when `temperature == 0`: the argmax, ties to the lowest id.
+//! 4. **Greedy** when `temperature == 0`: the argmax of the post-penalty
+//!    logits, ties to the lowest id.
 //! 5. **Top-k**, then **top-p** against the top-k set's renormalised mass,
 //!    then **min-p** against the maximum (see `truncate.rs`).
 //! 6. **Temperature**, then one draw: the survivors in id order are weighted
 //!    by `exp((logit - max) / temperature)` and a uniform number from the
 //!    stream picks one by inverse CDF.
+//!
+//! The softmax normaliser is computed once per call when it is needed (for a
+//! draw, or for logprobs) and shared between steps 2 and 6 when no penalty
+//! changed the logits; greedy sampling without logprobs computes none.
 //!
 //! If every logit is `-inf` (or NaN), the token is 0 and its logprob is
 //! `-ln(vocab)`, as if all logits were equal.
@@ -58,19 +65,31 @@ use rand_chacha::ChaCha8Rng;
 pub use params::{SamplingError, SamplingParams};
 use truncate::{all_candidates, by_likelihood, Candidate};
 
-/// One sampled token and what the API reports about it.
+/// One sampled token and, when asked for, its logprobs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sampled {
     /// The chosen token id.
     pub token: u32,
-    /// Log-probability of `token` under the post-penalty, pre-temperature,
-    /// pre-truncation distribution (see the module docs). `-inf` only if a
-    /// penalty or the model masked the token out and it was still chosen,
-    /// which cannot happen unless every logit is `-inf`.
+    /// `Some` exactly when [`Sampler::sample`] was given `Some(n)`.
+    pub logprobs: Option<TokenLogprobs>,
+}
+
+/// What the OpenAI API's `logprobs` report about one sampled token.
+///
+/// Both numbers are log-probabilities under the log-softmax of the model's
+/// **raw** logits for this position: before penalties, temperature, top-k,
+/// top-p and min-p (vLLM's default `raw_logprobs`; OpenAI's convention). So
+/// under greedy decoding without penalties, `logprob` is the largest value
+/// in `top`, and with sampling the chosen token need not be in `top`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprobs {
+    /// Log-probability of the chosen token, `<= 0`. `-inf` only if the model
+    /// gave the chosen token a `-inf` (or NaN) logit, which happens only when
+    /// penalties pushed every other token to `-inf` as well.
     pub logprob: f32,
-    /// The `n_top_logprobs` most likely tokens of that same distribution, most
-    /// likely first (ties to the lower id); empty when none were asked for.
-    /// Masked tokens appear with `-inf` if `n_top_logprobs` reaches them.
+    /// The `n` most likely tokens as `(id, logprob)`, most likely first
+    /// (ties to the lower id), `n` clamped to the vocabulary; empty for
+    /// `n = 0`. Masked tokens appear with `-inf` if `n` reaches them.
     pub top: Vec<(u32, f32)>,
 }
 
@@ -81,7 +100,7 @@ pub struct Sampler {
     /// The seed actually used (drawn from the OS when `params.seed` is None).
     seed: u64,
     rng: ChaCha8Rng,
-    /// Post-penalty logits of the current call, `[vocab]`.
+    /// Sanitized logits of the current call, `[vocab]`: raw, then post-penalty.
     logits: Vec<f32>,
     /// Occurrences of each token in the penalty window, `[vocab]`; all zero
     /// between calls.
@@ -125,18 +144,25 @@ impl Sampler {
 
     /// Picks the next token from `logits` (`[vocab]`, raw model output),
     /// penalising tokens of `history` (prompt + generated so far; the caller
-    /// chooses what counts), and reports the `n_top_logprobs` most likely
-    /// tokens (clamped to `vocab`).
+    /// chooses what counts). With `logprobs: Some(n)` it also reports the
+    /// chosen token's logprob and the `n` most likely tokens (clamped to
+    /// `vocab`), from the raw logits (see [`TokenLogprobs`]); with `None` it
+    /// computes none of that and allocates nothing.
     ///
     /// # Panics
     ///
     /// If `logits` is empty (a vocabulary has at least one token).
-    pub fn sample(&mut self, logits: &[f32], history: &[u32], n_top_logprobs: usize) -> Sampled {
+    pub fn sample(&mut self, logits: &[f32], history: &[u32], logprobs: Option<usize>) -> Sampled {
         assert!(!logits.is_empty(), "Sampler::sample: empty logits row");
         self.logits.clear();
         self.logits.extend(logits.iter().map(|&l| sanitize(l)));
-        penalty::apply_penalties(&self.params, history, &mut self.logits, &mut self.counts);
-        let dist = Distribution::of(&self.logits, &mut self.exp);
+        // Raw logprobs come before the penalties touch `self.logits`.
+        let raw = logprobs.map(|n| {
+            let dist = Distribution::of(&self.logits, &mut self.exp);
+            let top = if n > 0 { self.top_logprobs(&dist, n) } else { Vec::new() };
+            (dist, top)
+        });
+        let penalised = penalty::apply_penalties(&self.params, history, &mut self.logits, &mut self.counts);
 
         let token = if self.params.is_greedy() {
             argmax(&self.logits)
@@ -144,11 +170,16 @@ impl Sampler {
             // Always one draw per call, so the stream stays aligned with the
             // token index whatever the filters keep.
             let u = unit_f64(self.rng.next_u64());
+            // Unpenalised logits are the raw ones: reuse their softmax (and `exp`).
+            let dist = match &raw {
+                Some((dist, _)) if !penalised => *dist,
+                _ => Distribution::of(&self.logits, &mut self.exp),
+            };
             self.draw(&dist, u)
         };
-        let logprob = dist.logprob(self.logits[token as usize]);
-        let top = if n_top_logprobs > 0 { self.top_logprobs(&dist, n_top_logprobs) } else { Vec::new() };
-        Sampled { token, logprob, top }
+        let logprobs =
+            raw.map(|(dist, top)| TokenLogprobs { logprob: dist.logprob(sanitize(logits[token as usize])), top });
+        Sampled { token, logprobs }
     }
 
     /// Truncates, applies the temperature and picks the survivor at `u`
@@ -193,6 +224,7 @@ pub(crate) fn sanitize(logit: f32) -> f32 {
 
 /// The log-softmax of a row of sanitized logits, as `max` and
 /// `z = Σ exp(logit - max)` (summed in f64).
+#[derive(Clone, Copy, Debug)]
 struct Distribution {
     max: f32,
     z: f64,

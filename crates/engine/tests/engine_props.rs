@@ -67,7 +67,7 @@ fn request(s: &Spec) -> Request {
         Some(seed) => SamplingParams { seed: Some(seed), ..SamplingParams::default() },
         None => SamplingParams::greedy(),
     };
-    let params = GenerateParams { max_tokens: s.max_tokens, sampling, stop: vec![], ignore_eos: true };
+    let params = GenerateParams { max_tokens: s.max_tokens, sampling, stop: vec![], ignore_eos: true, logprobs: None };
     Request { n: s.n, priority: s.priority, ..Request::new(prompt, params) }
 }
 

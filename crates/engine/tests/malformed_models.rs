@@ -58,6 +58,7 @@ fn run_mutants(name: &str, cases: usize) {
                         sampling: SamplingParams::greedy(),
                         stop: vec![],
                         ignore_eos: true,
+                        logprobs: None,
                     };
                     let prompt = if ids.is_empty() { vec![0] } else { ids };
                     let tokenizer = Arc::new(loaded.tokenizer);

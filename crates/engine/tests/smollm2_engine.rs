@@ -40,7 +40,7 @@ fn smollm2_batched_with_preemption_matches_alone() {
             let text = format!("<|im_start|>system\nYou are a helpful assistant. Answer briefly and precisely, in one or two sentences, and never make anything up.<|im_end|>\n<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n");
             let prompt = tok.encode(&text, EncodeOptions { add_bos: false, parse_special: true });
             let sampling = if i % 2 == 0 { SamplingParams::greedy() } else { SamplingParams { seed: Some(i as u64), ..SamplingParams::default() } };
-            Request::new(prompt, GenerateParams { max_tokens: 24, sampling, stop: vec![], ignore_eos: false })
+            Request::new(prompt, GenerateParams { max_tokens: 24, sampling, stop: vec![], ignore_eos: false, logprobs: None })
         })
         .collect();
     let alone: Vec<_> =

@@ -86,6 +86,7 @@ fn check(arch: &str, model_path: &Path) {
         sampling: SamplingParams::greedy(),
         stop: vec![],
         ignore_eos: true,
+        logprobs: None,
     };
     // Greedy continuation through the engine (paged f16 cache).
     let config = EngineConfig { threads: 2, ..EngineConfig::default() };

@@ -2,10 +2,12 @@
 //! (the `--chat-template` override or the model's own, as `transformers`'
 //! `apply_chat_template` with `add_generation_prompt`), tokenized with
 //! special tokens parsed, generated, returned as one `chat.completion` or
-//! streamed as `chat.completion.chunk` events.
+//! streamed as `chat.completion.chunk` events. `logprobs: true` (with
+//! `top_logprobs`) fills `choices[i].logprobs.content` (see `crate::logprobs`).
 
 use crate::access::{Deferred, RequestCtx};
 use crate::generate::{self, finish_str, Prompt, Usage};
+use crate::logprobs::{self, TokenEntry};
 use crate::models::check_model;
 use crate::params::{body_bytes, from_value, parse_json, CommonParams};
 use crate::sse::{self, ChunkFormat, ChunkHead};
@@ -15,7 +17,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use memwall_formats::chat_template::{render, ChatMessage};
-use memwall_formats::tokenizer::EncodeOptions;
+use memwall_formats::tokenizer::{EncodeOptions, Tokenizer};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -106,7 +108,8 @@ pub async fn handle(
     let common: CommonParams = from_value(&value)?;
     let chat: ChatBody = from_value(&value)?;
     check_model(&ready, common.model.as_deref())?;
-    let v = common.validate()?;
+    let mut v = common.validate()?;
+    v.logprobs = logprobs::chat_param(&common)?;
     let messages = to_chat(chat.messages.ok_or_else(|| ApiError::invalid("messages", "`messages` is required"))?)?;
     let r = Arc::clone(&ready);
     let (ids, text) = tokio::task::spawn_blocking(move || prompt(&r, &messages))
@@ -120,7 +123,8 @@ pub async fn handle(
     };
     let running = generate::start(&state, &ready, ctx, Prompt { ids, param: "messages", text: Some(text) }, &v)?;
     if v.stream {
-        return Ok(sse::response(running, ChatChunks(head), v.include_usage));
+        let chunks = ChatChunks { head, tokenizer: v.logprobs.map(|_| Arc::clone(&ready.tokenizer)) };
+        return Ok(sse::response(running, chunks, v.include_usage));
     }
     let mut resp = match generate::collect(running).await {
         Ok((choices, usage)) => {
@@ -128,10 +132,14 @@ pub async fn handle(
                 .into_iter()
                 .enumerate()
                 .map(|(i, c)| {
+                    let logprobs = match v.logprobs {
+                        Some(_) => logprobs::chat_json(&ready.tokenizer, &c.tokens),
+                        None => Value::Null,
+                    };
                     json!({
                         "index": i,
                         "message": {"role": "assistant", "content": c.text},
-                        "logprobs": null,
+                        "logprobs": logprobs,
                         "finish_reason": c.finish.map(finish_str),
                     })
                 })
@@ -152,23 +160,32 @@ pub async fn handle(
     Ok(resp)
 }
 
-struct ChatChunks(ChunkHead);
+struct ChatChunks {
+    head: ChunkHead,
+    /// Set when the request asked for logprobs.
+    tokenizer: Option<Arc<Tokenizer>>,
+}
 
 impl ChunkFormat for ChatChunks {
     fn start(&self, index: usize) -> Option<Value> {
         let choice = json!({"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null});
-        Some(self.0.chunk(json!([choice])))
+        Some(self.head.chunk(json!([choice])))
     }
 
-    fn delta(&self, index: usize, text: &str) -> Value {
-        self.0.chunk(json!([{"index": index, "delta": {"content": text}, "logprobs": null, "finish_reason": null}]))
+    fn delta(&mut self, index: usize, text: &str, token: Option<&TokenEntry>) -> Value {
+        let logprobs = match (&self.tokenizer, token) {
+            (Some(tok), Some(t)) => logprobs::chat_json(tok, std::slice::from_ref(t)),
+            _ => Value::Null,
+        };
+        self.head
+            .chunk(json!([{"index": index, "delta": {"content": text}, "logprobs": logprobs, "finish_reason": null}]))
     }
 
     fn finish(&self, index: usize, reason: &str) -> Value {
-        self.0.chunk(json!([{"index": index, "delta": {}, "logprobs": null, "finish_reason": reason}]))
+        self.head.chunk(json!([{"index": index, "delta": {}, "logprobs": null, "finish_reason": reason}]))
     }
 
     fn usage(&self, usage: &Usage) -> Value {
-        self.0.usage_chunk(usage)
+        self.head.usage_chunk(usage)
     }
 }

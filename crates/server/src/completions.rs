@@ -1,9 +1,11 @@
 //! `POST /v1/completions`: a raw prompt (a string, or token ids) continued
 //! as one `text_completion` or streamed. Special tokens written in the text
 //! are parsed (as llama-server does); BOS is added when the model wants it.
+//! `logprobs: k` fills the legacy `choices[i].logprobs` (see `crate::logprobs`).
 
 use crate::access::{Deferred, RequestCtx};
 use crate::generate::{self, finish_str, Prompt, Usage};
+use crate::logprobs::{self, TextOffset, TokenEntry};
 use crate::models::check_model;
 use crate::params::{body_bytes, from_value, parse_json, CommonParams};
 use crate::sse::{self, ChunkFormat, ChunkHead};
@@ -12,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
-use memwall_formats::tokenizer::EncodeOptions;
+use memwall_formats::tokenizer::{EncodeOptions, Tokenizer};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -75,7 +77,8 @@ pub async fn handle(
     let value: Value = parse_json(&body)?;
     let common: CommonParams = from_value(&value)?;
     check_model(&ready, common.model.as_deref())?;
-    let v = common.validate()?;
+    let mut v = common.validate()?;
+    v.logprobs = logprobs::completions_param(&common)?;
     if value.get("echo").and_then(Value::as_bool) == Some(true) {
         return Err(ApiError::invalid("echo", "`echo` is not supported yet"));
     }
@@ -95,14 +98,25 @@ pub async fn handle(
     };
     let running = generate::start(&state, &ready, ctx, Prompt { ids, param: "prompt", text }, &v)?;
     if v.stream {
-        return Ok(sse::response(running, CompletionChunks(head), v.include_usage));
+        let chunks = CompletionChunks {
+            head,
+            tokenizer: v.logprobs.map(|_| Arc::clone(&ready.tokenizer)),
+            offsets: vec![TextOffset::default(); v.n],
+        };
+        return Ok(sse::response(running, chunks, v.include_usage));
     }
     let mut resp = match generate::collect(running).await {
         Ok((choices, usage)) => {
             let choices: Vec<Value> = choices
                 .into_iter()
                 .enumerate()
-                .map(|(i, c)| json!({"index": i, "text": c.text, "logprobs": null, "finish_reason": c.finish.map(finish_str)}))
+                .map(|(i, c)| {
+                    let logprobs = match v.logprobs {
+                        Some(_) => logprobs::completions_json(&ready.tokenizer, &c.tokens, &mut TextOffset::default()),
+                        None => Value::Null,
+                    };
+                    json!({"index": i, "text": c.text, "logprobs": logprobs, "finish_reason": c.finish.map(finish_str)})
+                })
                 .collect();
             axum::Json(json!({
                 "id": head.id,
@@ -120,23 +134,33 @@ pub async fn handle(
     Ok(resp)
 }
 
-struct CompletionChunks(ChunkHead);
+struct CompletionChunks {
+    head: ChunkHead,
+    /// Set when the request asked for logprobs.
+    tokenizer: Option<Arc<Tokenizer>>,
+    /// Each sample's running `text_offset`, `[n]`.
+    offsets: Vec<TextOffset>,
+}
 
 impl ChunkFormat for CompletionChunks {
     fn start(&self, _index: usize) -> Option<Value> {
         None
     }
 
-    fn delta(&self, index: usize, text: &str) -> Value {
-        self.0.chunk(json!([{"index": index, "text": text, "logprobs": null, "finish_reason": null}]))
+    fn delta(&mut self, index: usize, text: &str, token: Option<&TokenEntry>) -> Value {
+        let logprobs = match (&self.tokenizer, token, self.offsets.get_mut(index)) {
+            (Some(tok), Some(t), Some(offset)) => logprobs::completions_json(tok, std::slice::from_ref(t), offset),
+            _ => Value::Null,
+        };
+        self.head.chunk(json!([{"index": index, "text": text, "logprobs": logprobs, "finish_reason": null}]))
     }
 
     fn finish(&self, index: usize, reason: &str) -> Value {
-        self.0.chunk(json!([{"index": index, "text": "", "logprobs": null, "finish_reason": reason}]))
+        self.head.chunk(json!([{"index": index, "text": "", "logprobs": null, "finish_reason": reason}]))
     }
 
     fn usage(&self, usage: &Usage) -> Value {
-        self.0.usage_chunk(usage)
+        self.head.usage_chunk(usage)
     }
 }
 

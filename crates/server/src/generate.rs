@@ -9,6 +9,7 @@
 //! request's blocks before its next step.
 
 use crate::access::{AccessRecord, RequestCtx};
+use crate::logprobs::TokenEntry;
 use crate::params::Validated;
 use crate::{ApiError, AppState, Ready};
 use memwall_engine::{Event, FinishReason, Request, RequestId};
@@ -201,6 +202,8 @@ impl Drop for Running {
 pub struct Choice {
     pub text: String,
     pub finish: Option<FinishReason>,
+    /// Each generated token with its logprobs, when the request asked for them.
+    pub tokens: Vec<TokenEntry>,
 }
 
 /// Runs `running` to the end and gathers each sample's text.
@@ -208,7 +211,13 @@ pub async fn collect(mut running: Running) -> Result<(Vec<Choice>, Usage), ApiEr
     let mut choices = vec![Choice::default(); running.n];
     while let Some(event) = running.next().await {
         match event {
-            Event::Token { index, text, .. } | Event::Text { index, text } => {
+            Event::Token { index, id, text, logprobs } => {
+                if let Some(c) = choices.get_mut(index) {
+                    c.text.push_str(&text);
+                    c.tokens.extend(logprobs.map(|lp| (id, lp)));
+                }
+            }
+            Event::Text { index, text } => {
                 if let Some(c) = choices.get_mut(index) {
                     c.text.push_str(&text);
                 }

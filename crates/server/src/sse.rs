@@ -1,6 +1,7 @@
 //! Server-Sent Events for streamed completions: one `data: {json}` event per
 //! chunk, a final usage chunk when `stream_options.include_usage` is set,
-//! and `data: [DONE]`.
+//! and `data: [DONE]`. With logprobs, every generated token gets a chunk
+//! carrying its entry, even when its text is held back (empty delta).
 //!
 //! The response body owns the [`Running`] request: when the client
 //! disconnects, hyper drops the body, and the drop cancels the request in
@@ -8,6 +9,7 @@
 
 use crate::access::Deferred;
 use crate::generate::{finish_str, Running, Usage};
+use crate::logprobs::TokenEntry;
 use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -20,7 +22,10 @@ use std::convert::Infallible;
 pub trait ChunkFormat: Send + 'static {
     /// A chunk sent before any text of sample `index` (chat's role), if any.
     fn start(&self, index: usize) -> Option<Value>;
-    fn delta(&self, index: usize, text: &str) -> Value;
+    /// New text of sample `index` (possibly empty when `token` is given),
+    /// and, when the request asked for logprobs, the token that produced it
+    /// (`None` for text flushed at the end).
+    fn delta(&mut self, index: usize, text: &str, token: Option<&TokenEntry>) -> Value;
     fn finish(&self, index: usize, reason: &str) -> Value;
     /// The last chunk, with `usage` and no choices.
     fn usage(&self, usage: &Usage) -> Value;
@@ -53,9 +58,13 @@ pub fn response<F: ChunkFormat>(running: Running, format: F, include_usage: bool
                 return None;
             }
             match st.running.next().await {
-                Some(Event::Token { index, text, .. }) | Some(Event::Text { index, text }) => {
+                Some(Event::Token { index, id, text, logprobs: Some(lp) }) => {
+                    // Every token has its chunk, so that logprobs stream one per token.
+                    st.pending.push_back(event(&st.format.delta(index, &text, Some(&(id, lp)))));
+                }
+                Some(Event::Token { index, text, logprobs: None, .. }) | Some(Event::Text { index, text }) => {
                     if !text.is_empty() {
-                        st.pending.push_back(event(&st.format.delta(index, &text)));
+                        st.pending.push_back(event(&st.format.delta(index, &text, None)));
                     }
                 }
                 Some(Event::Finished { index, reason, .. }) => {

@@ -35,6 +35,7 @@ pub fn run(args: Args) -> Result<()> {
         sampling: args.sampling.params()?,
         stop: Vec::new(),
         ignore_eos: false,
+        logprobs: None,
     };
     let (engine, tok) = args.model.engine()?;
     let template = match &args.chat_template {

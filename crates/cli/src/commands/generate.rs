@@ -1,6 +1,7 @@
 //! `memwall generate`: one prompt, streamed continuation, a summary line.
 
 use crate::model_args::ModelArgs;
+use crate::parallel_args::ParallelArgs;
 use crate::sampling_args::SamplingArgs;
 use anyhow::Result;
 use memwall_engine::{GenerateParams, Request};
@@ -11,6 +12,8 @@ use std::io::Write;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    parallel: ParallelArgs,
     /// The prompt (special tokens such as <|im_start|> are recognised).
     #[arg(long, short = 'p')]
     prompt: String,
@@ -33,8 +36,13 @@ pub fn run(args: Args) -> Result<()> {
         sampling: args.sampling.params()?,
         stop: args.stop.clone(),
         ignore_eos: false,
+        logprobs: None,
     };
-    let (engine, tok) = args.model.engine()?;
+    let par = args.parallel.init()?;
+    if par.rank() > 0 {
+        return args.model.serve_worker(&par);
+    }
+    let (engine, tok) = args.model.engine_part(&par)?;
     let opts = EncodeOptions { add_bos: tok.add_bos_by_default(), parse_special: true };
     let prompt_ids = tok.encode(&args.prompt, opts);
     let handle = engine.submit(Request::new(prompt_ids.clone(), params))?;
@@ -65,7 +73,7 @@ pub fn run(args: Args) -> Result<()> {
         m.ttft.as_secs_f64() * 1e3,
         m.tpot.as_secs_f64() * 1e3,
         m.decode_tokens_per_s(),
-        args.model.n_threads(),
+        par.threads(args.model.threads),
         generation.finish.map_or("unknown", |f| f.as_str()),
     );
     Ok(())

@@ -9,6 +9,7 @@
 //!     per sampled sequence: fork samples (n > 1), sample, stream, finish or append
 //! ```
 
+use super::plan::{self, Plan};
 use super::{max_new_tokens, Command, EngineConfig, Event, Request, RequestId};
 use crate::metrics::{EngineMetrics, RequestMetrics, StepMetrics};
 use crate::paged_kv::PagedKvCache;
@@ -34,6 +35,8 @@ struct Active<'t> {
     stops: StopMatcher,
     max_new: usize,
     ignore_eos: bool,
+    /// Alternatives to report per token; `None`: no logprobs.
+    logprobs: Option<usize>,
     /// Samples still to fork from this one's first logits (`n - 1`).
     forks_pending: usize,
     prompt_len: usize,
@@ -76,6 +79,8 @@ pub(super) fn run(
     let kv_elem_bytes =
         kv.block_bytes() as f64 / (2 * kv.block_size() * model.config.n_layers * model.config.kv_dim()).max(1) as f64;
     let cost = cost_model(&model, config.weights, kv_elem_bytes);
+    let (num_blocks, block_size, dtype) = (kv.pool().num_blocks(), kv.block_size(), kv.dtype());
+    plan::broadcast(&model, &Plan::Setup { num_blocks, block_size, dtype });
     let mut l = StepLoop {
         model,
         tokenizer: &tokenizer,
@@ -118,6 +123,7 @@ pub(super) fn run(
     }
     l.publish_occupancy();
     l.flush_finished();
+    plan::broadcast(&l.model, &Plan::Shutdown);
 }
 
 impl<'t> StepLoop<'t> {
@@ -164,6 +170,7 @@ impl<'t> StepLoop<'t> {
             stops: StopMatcher::new(r.params.stop.clone()),
             max_new: max_new_tokens(r, self.model.config.context_len),
             ignore_eos: r.params.ignore_eos,
+            logprobs: r.params.logprobs,
             forks_pending: 0,
             prompt_len: r.prompt.len(),
             generated: 0,
@@ -192,6 +199,7 @@ impl<'t> StepLoop<'t> {
             }
             return;
         }
+        plan::broadcast(&self.model, &Plan::step(&out));
         for s in &out.seqs {
             if let Some(a) = self.active.get_mut(&s.seq) {
                 if a.scheduled.is_none() {
@@ -261,7 +269,8 @@ impl<'t> StepLoop<'t> {
     /// either finishes the sequence or appends the token.
     fn sample(&mut self, seq: SeqId, logits: &[f32]) {
         let (Some(a), Some(history)) = (self.active.get_mut(&seq), self.sched.tokens(seq)) else { return };
-        let token = a.sampler.sample(logits, history, 0).token;
+        let sampled = a.sampler.sample(logits, history, a.logprobs);
+        let (token, logprobs) = (sampled.token, sampled.logprobs);
         a.generated += 1;
         a.first_token.get_or_insert_with(Instant::now);
         let eog = !a.ignore_eos && self.tokenizer.is_eog(token);
@@ -271,7 +280,7 @@ impl<'t> StepLoop<'t> {
             let step = a.stops.push(&a.decoder.push(token));
             (step.emit, step.stopped)
         };
-        let listening = a.events.send(Event::Token { index: a.index, id: token, text }).is_ok();
+        let listening = a.events.send(Event::Token { index: a.index, id: token, text, logprobs }).is_ok();
         let full = a.prompt_len + a.generated >= self.model.config.context_len;
         if !listening {
             self.finish(seq, FinishReason::Cancelled, false);

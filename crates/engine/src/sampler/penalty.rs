@@ -18,15 +18,21 @@ use super::{sanitize, SamplingParams};
 /// the last `penalty_last_n` entries of `history`. `counts` is scratch that is
 /// all zeros on entry and on return. Token ids `>= vocab` are ignored.
 /// Penalties outside their valid range (see `SamplingParams::validate`) are
-/// skipped rather than applied.
-pub(super) fn apply_penalties(params: &SamplingParams, history: &[u32], logits: &mut [f32], counts: &mut Vec<u32>) {
+/// skipped rather than applied. Returns `false` when every penalty is off
+/// (`logits` untouched), `true` when they were applied.
+pub(super) fn apply_penalties(
+    params: &SamplingParams,
+    history: &[u32],
+    logits: &mut [f32],
+    counts: &mut Vec<u32>,
+) -> bool {
     let rep = params.repetition_penalty;
     let rep = if rep.is_finite() && rep > 0.0 { rep } else { 1.0 };
     let finite_or_zero = |x: f32| if x.is_finite() { x } else { 0.0 };
     let presence = finite_or_zero(params.presence_penalty);
     let frequency = finite_or_zero(params.frequency_penalty);
     if rep == 1.0 && presence == 0.0 && frequency == 0.0 {
-        return;
+        return false;
     }
 
     let n = params.penalty_last_n;
@@ -52,4 +58,5 @@ pub(super) fn apply_penalties(params: &SamplingParams, history: &[u32], logits: 
         logit -= count as f32 * frequency + presence;
         logits[i] = sanitize(logit);
     }
+    true
 }

@@ -18,7 +18,7 @@ fn frequencies(params: SamplingParams, logits: &[f32], n: usize) -> Vec<f64> {
     let mut s = Sampler::new(params);
     let mut counts = vec![0usize; logits.len()];
     for _ in 0..n {
-        counts[s.sample(logits, &[], 0).token as usize] += 1;
+        counts[s.sample(logits, &[], None).token as usize] += 1;
     }
     counts.iter().map(|&c| c as f64 / n as f64).collect()
 }
@@ -34,9 +34,9 @@ const LOGITS: [f32; 8] = [1.0, 2.5, -0.5, 3.0, 0.0, 2.9, -2.0, 1.5];
 #[test]
 fn greedy_picks_argmax_and_lowest_id_on_ties() {
     let mut s = Sampler::new(SamplingParams::greedy());
-    assert_eq!(s.sample(&LOGITS, &[], 0).token, 3);
-    assert_eq!(s.sample(&[1.0, 5.0, 5.0, 2.0], &[], 0).token, 1);
-    assert_eq!(s.sample(&[0.0, -0.0], &[], 0).token, 0);
+    assert_eq!(s.sample(&LOGITS, &[], None).token, 3);
+    assert_eq!(s.sample(&[1.0, 5.0, 5.0, 2.0], &[], None).token, 1);
+    assert_eq!(s.sample(&[0.0, -0.0], &[], None).token, 0);
 }
 
 #[test]
@@ -47,16 +47,17 @@ fn nan_and_inf_logits_never_panic() {
         let mut s = Sampler::new(SamplingParams { seed: Some(1), ..params });
         // NaN is never chosen.
         for _ in 0..50 {
-            assert_eq!(s.sample(&[nan, 0.0, nan, -inf], &[], 2).token, 1);
+            assert_eq!(s.sample(&[nan, 0.0, nan, -inf], &[], Some(2)).token, 1);
         }
         // Everything masked: token 0, logprob as if uniform.
-        let all_masked = s.sample(&[nan, -inf, nan, -inf], &[], 4);
+        let all_masked = s.sample(&[nan, -inf, nan, -inf], &[], Some(4));
         assert_eq!(all_masked.token, 0);
-        assert!((all_masked.logprob + 4f32.ln()).abs() < 1e-6);
+        assert!((all_masked.logprobs.unwrap().logprob + 4f32.ln()).abs() < 1e-6);
         // +inf is the maximum and wins.
-        let r = s.sample(&[1.0, inf, 2.0], &[0, 1, 2], 3);
+        let r = s.sample(&[1.0, inf, 2.0], &[0, 1, 2], Some(3));
         assert_eq!(r.token, 1);
-        assert!(r.logprob.is_finite() && r.top.iter().all(|(_, lp)| !lp.is_nan()));
+        let lp = r.logprobs.unwrap();
+        assert!(lp.logprob.is_finite() && lp.top.iter().all(|(_, lp)| !lp.is_nan()));
     }
 }
 
@@ -64,7 +65,7 @@ fn nan_and_inf_logits_never_panic() {
 fn seeded_sampling_is_reproducible_and_seed_dependent() {
     let draw = |seed| -> Vec<u32> {
         let mut s = Sampler::new(plain(1.0, seed));
-        (0..100).map(|_| s.sample(&LOGITS, &[], 0).token).collect()
+        (0..100).map(|_| s.sample(&LOGITS, &[], None).token).collect()
     };
     assert_eq!(draw(7), draw(7));
     assert_ne!(draw(7), draw(8));
@@ -86,7 +87,7 @@ fn seeded_stream_is_pinned() {
         "ChaCha8 / seed expansion changed"
     );
     let mut s = Sampler::new(plain(1.0, 42));
-    let tokens: Vec<u32> = (0..16).map(|_| s.sample(&LOGITS, &[], 0).token).collect();
+    let tokens: Vec<u32> = (0..16).map(|_| s.sample(&LOGITS, &[], None).token).collect();
     assert_eq!(tokens, [1, 1, 7, 5, 0, 2, 5, 5, 7, 1, 3, 4, 5, 5, 5, 3], "seeded token stream changed");
 }
 
@@ -156,17 +157,46 @@ fn temperature_one_matches_softmax() {
 fn logprobs_are_the_untruncated_untempered_log_softmax() {
     let params = SamplingParams { temperature: 0.3, top_k: 2, seed: Some(11), ..SamplingParams::default() };
     let mut s = Sampler::new(params);
-    let r = s.sample(&LOGITS, &[], 3);
+    let r = s.sample(&LOGITS, &[], Some(3));
+    let lp = r.logprobs.unwrap();
     let p = softmax(&LOGITS, 1.0);
-    assert!((r.logprob as f64 - p[r.token as usize].ln()).abs() < 1e-5);
-    let ids: Vec<u32> = r.top.iter().map(|&(id, _)| id).collect();
+    assert!((lp.logprob as f64 - p[r.token as usize].ln()).abs() < 1e-5);
+    let ids: Vec<u32> = lp.top.iter().map(|&(id, _)| id).collect();
     assert_eq!(ids, [3, 5, 1]);
-    for &(id, lp) in &r.top {
+    for &(id, lp) in &lp.top {
         assert!((lp as f64 - p[id as usize].ln()).abs() < 1e-5);
     }
-    // More than the vocabulary is clamped; none asked, none given.
-    assert_eq!(s.sample(&LOGITS, &[], 100).top.len(), LOGITS.len());
-    assert!(s.sample(&LOGITS, &[], 0).top.is_empty());
+    // More than the vocabulary is clamped; zero gives the chosen one only;
+    // none asked, none computed.
+    assert_eq!(s.sample(&LOGITS, &[], Some(100)).logprobs.unwrap().top.len(), LOGITS.len());
+    let only_chosen = s.sample(&LOGITS, &[], Some(0)).logprobs.unwrap();
+    assert!(only_chosen.top.is_empty() && only_chosen.logprob < 0.0);
+    assert_eq!(s.sample(&LOGITS, &[], None).logprobs, None);
+}
+
+#[test]
+fn logprobs_ignore_penalties_but_the_draw_does_not() {
+    // Token 3 is the argmax; a huge presence penalty on it makes greedy pick 5.
+    let penalties = SamplingParams { presence_penalty: 100.0, repetition_penalty: 1.5, ..SamplingParams::greedy() };
+    let mut s = Sampler::new(penalties);
+    let r = s.sample(&LOGITS, &[3, 1], Some(2));
+    assert_eq!(r.token, 5);
+    let lp = r.logprobs.unwrap();
+    let p = softmax(&LOGITS, 1.0);
+    assert!((lp.logprob as f64 - p[5].ln()).abs() < 1e-5, "raw logprob of the chosen token");
+    assert_eq!(lp.top.iter().map(|&(id, _)| id).collect::<Vec<_>>(), [3, 5], "raw ranking, not the penalised one");
+    assert!((lp.top[0].1 as f64 - p[3].ln()).abs() < 1e-5);
+    // Sampling with penalties: the same seed draws the same token with or
+    // without logprobs (they never touch the random stream or the draw).
+    let params = SamplingParams { presence_penalty: 1.0, seed: Some(5), ..plain(1.0, 5) };
+    let (mut a, mut b) = (Sampler::new(params.clone()), Sampler::new(params));
+    for i in 0..64u32 {
+        let history = [i % 8, (i * 3) % 8];
+        let with = a.sample(&LOGITS, &history, Some(3));
+        assert_eq!(with.token, b.sample(&LOGITS, &history, None).token);
+        let lp = with.logprobs.unwrap().logprob as f64;
+        assert!((lp - p[with.token as usize].ln()).abs() < 1e-5);
+    }
 }
 
 /// Applies penalties to `logits` the way the sampler does.
@@ -211,7 +241,7 @@ fn penalties_steer_greedy_choice() {
     let params = SamplingParams { repetition_penalty: 1.5, ..SamplingParams::greedy() };
     let mut s = Sampler::new(params);
     // 3.0 / 1.5 = 2.0 < 2.9: token 5 wins once token 3 was seen.
-    assert_eq!(s.sample(&LOGITS, &[3], 0).token, 5);
+    assert_eq!(s.sample(&LOGITS, &[3], None).token, 5);
 }
 
 #[test]
@@ -261,7 +291,7 @@ fn invalid_params_degrade_without_panicking() {
         ..SamplingParams::default()
     };
     let mut s = Sampler::new(params);
-    assert_eq!(s.sample(&LOGITS, &[3], 1).token, 3);
+    assert_eq!(s.sample(&LOGITS, &[3], Some(1)).token, 3);
 }
 
 #[test]
@@ -307,8 +337,8 @@ fn each_token_takes_one_draw_whatever_the_filters() {
     let mut narrow = Sampler::new(SamplingParams { top_k: 1, ..plain(1.0, 5) });
     let mut wide = Sampler::new(plain(1.0, 5));
     for _ in 0..10 {
-        narrow.sample(&LOGITS, &[], 0);
-        wide.sample(&LOGITS, &[], 0);
+        narrow.sample(&LOGITS, &[], None);
+        wide.sample(&LOGITS, &[], None);
     }
     assert_eq!(narrow.rng.get_word_pos(), wide.rng.get_word_pos());
 }
@@ -346,11 +376,16 @@ proptest::proptest! {
             presence_penalty, frequency_penalty, penalty_last_n: 8, seed: Some(seed),
         };
         proptest::prop_assert!(params.validate().is_ok());
-        let r = Sampler::new(params).sample(&logits, &history, n_top);
+        let r = Sampler::new(params).sample(&logits, &history, Some(n_top));
         proptest::prop_assert!((r.token as usize) < logits.len());
-        proptest::prop_assert!(r.logprob.is_finite() && r.logprob <= 1e-5, "{}", r.logprob);
-        proptest::prop_assert_eq!(r.top.len(), n_top.min(logits.len()));
-        for w in r.top.windows(2) {
+        let lp = r.logprobs.unwrap();
+        // Raw logprobs: `-inf` only for a masked token chosen because the
+        // penalties masked everything else too.
+        proptest::prop_assert!(!lp.logprob.is_nan() && lp.logprob <= 1e-5, "{}", lp.logprob);
+        let raw_masked = sanitize(logits[r.token as usize]) == f32::NEG_INFINITY;
+        proptest::prop_assert!(lp.logprob.is_finite() || raw_masked, "{}", lp.logprob);
+        proptest::prop_assert_eq!(lp.top.len(), n_top.min(logits.len()));
+        for w in lp.top.windows(2) {
             proptest::prop_assert!(w[0].1 >= w[1].1 && !w[1].1.is_nan());
         }
     }
