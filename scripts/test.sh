@@ -20,8 +20,23 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# Licences, banned crates and crate sources, offline (deny.toml). The
+# advisories check is left out: it downloads the RustSec database from GitHub,
+# which needs network this machine does not have.
+# Installed once into MEMWALL_TOOLS (default .cache/tools; CI keeps it
+# between runs).
+step "cargo deny check licenses bans sources (offline)"
+TOOLS="${MEMWALL_TOOLS:-.cache/tools}"
+if [ ! -x "$TOOLS/bin/cargo-deny" ]; then
+    cargo install --locked --root "$TOOLS" --version 0.20.2 cargo-deny
+fi
+"$TOOLS/bin/cargo-deny" --offline --locked check licenses bans sources
+
 step "cargo test"
 cargo test --workspace --locked --no-fail-fast
+
+step "the soak test's own checks (scripts/soak.sh --self-test; the soak itself: scripts/soak.sh)"
+scripts/soak.sh --self-test
 
 step "the official OpenAI Python client against memwall serve (scripts/test-openai-client.sh)"
 scripts/test-openai-client.sh

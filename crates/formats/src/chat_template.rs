@@ -9,10 +9,15 @@
 //! pycompat layer. Variables: `messages`, `add_generation_prompt`,
 //! `bos_token`, `eos_token`, and `tools = none`.
 //!
-//! Guarantees: rendering is bounded — every template gets a fuel budget and a
-//! recursion limit, so `{% for i in range(10**9) %}` or a self-calling macro
-//! returns an error instead of hanging or overflowing the stack. Errors carry
-//! the template's own message (e.g. from `raise_exception`).
+//! Guarantees: rendering is bounded in steps — every template gets a fuel
+//! budget and a recursion limit, so `{% for i in range(10**9) %}` or a
+//! self-calling macro returns an error naming the limit instead of hanging or
+//! overflowing the stack. Errors carry the template's own message (e.g. from
+//! `raise_exception`). Not bounded: the size of strings a template builds —
+//! minijinja has no memory limit, so `{% set b = a ~ a %}` repeated doubles a
+//! string per step. Templates therefore count as trusted configuration (the
+//! model file's or `--chat-template`'s, chosen by the operator); requests
+//! supply only messages, which real templates render in linear size.
 
 use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, Error, ErrorKind};
@@ -41,7 +46,10 @@ pub enum ChatTemplateError {
 }
 
 /// Instruction budget per render: far above any real conversation, far below a hang.
-const FUEL: u64 = 20_000_000;
+/// Fuzzing (`cfg(fuzzing)`, set by cargo-fuzz) uses a smaller budget so that
+/// a hostile template costs milliseconds, not seconds, per execution; the
+/// mechanism that cuts it off is the same.
+const FUEL: u64 = if cfg!(fuzzing) { 200_000 } else { 20_000_000 };
 /// Nesting depth of macro calls / includes.
 const RECURSION_LIMIT: usize = 64;
 
@@ -74,7 +82,19 @@ pub fn render(
         eos_token => eos_token,
         tools => Value::from(()),
     };
-    tmpl.render(ctx).map_err(|e| ChatTemplateError::Render(describe(&e)))
+    tmpl.render(ctx).map_err(|e| ChatTemplateError::Render(describe_render_error(&e)))
+}
+
+/// A render error, saying which of memwall's limits stopped it, if one did.
+fn describe_render_error(e: &Error) -> String {
+    let limit = if e.kind() == ErrorKind::OutOfFuel {
+        format!("the template ran more than {FUEL} steps, memwall's limit for one render (a loop that does not end?)")
+    } else if e.to_string().contains("recursion limit exceeded") {
+        format!("the template nests more than {RECURSION_LIMIT} calls, memwall's limit (a macro that calls itself?)")
+    } else {
+        return describe(e);
+    };
+    format!("{limit}: {}", describe(e))
 }
 
 /// Jinja2's `length`: an undefined value has length 0 (minijinja refuses it).

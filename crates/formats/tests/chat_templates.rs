@@ -89,9 +89,11 @@ fn syntax_errors_are_reported() {
 fn huge_loop_errors_instead_of_hanging() {
     let err = render("{% for i in range(1000000000) %}x{% endfor %}", &[], false, "", "").unwrap_err();
     assert!(matches!(err, ChatTemplateError::Render(_)), "{err}");
-    // Nested loops that each pass range's own limit still run out of fuel.
+    // Nested loops that each pass range's own limit still run out of fuel,
+    // and the error names memwall's limit.
     let t = "{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}";
-    assert!(render(t, &[], false, "", "").is_err());
+    let err = render(t, &[], false, "", "").unwrap_err().to_string();
+    assert!(err.contains("more than 20000000 steps"), "{err}");
 }
 
 #[test]
@@ -99,6 +101,7 @@ fn infinite_recursion_errors_instead_of_overflowing() {
     let t = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}";
     let err = render(t, &[], false, "", "").unwrap_err();
     assert!(matches!(err, ChatTemplateError::Render(_)), "{err}");
+    assert!(err.to_string().contains("nests more than 64 calls"), "{err}");
 }
 
 #[test]

@@ -251,7 +251,7 @@ impl ModelConfig {
                 n_heads,
                 n_kv_heads: n_heads,
                 head_dim: d_model / n_heads.max(1),
-                d_ff: hf.opt_usize("n_inner")?.unwrap_or(4 * d_model),
+                d_ff: hf.opt_usize("n_inner")?.unwrap_or(d_model.saturating_mul(4)),
                 norm_eps: hf.opt_f32("layer_norm_epsilon")?.unwrap_or(1e-5),
                 context_len: hf.usize_any(&["n_positions", "n_ctx"])?,
                 rope_theta: 10_000.0,
@@ -449,6 +449,19 @@ mod tests {
         let json = serde_json::json!({"model_type": "mamba"});
         let err = ModelConfig::from_hf_json(&json).unwrap_err().to_string();
         assert!(err.contains("mamba") && err.contains("qwen3") && err.contains("gpt2"), "{err}");
+    }
+
+    /// Regression: a GPT-2 config without `n_inner` and a huge `n_embd`
+    /// overflowed `4 * d_model` (a panic in builds with overflow checks)
+    /// before validation could reject it.
+    #[test]
+    fn r_gpt2_huge_n_embd_is_an_error_not_an_overflow() {
+        let json = serde_json::json!({
+            "model_type": "gpt2", "n_embd": u64::MAX / 2, "n_head": 1, "n_layer": 1,
+            "vocab_size": 10, "n_positions": 8
+        });
+        let err = ModelConfig::from_hf_json(&json).unwrap_err().to_string();
+        assert!(err.contains("d_model"), "{err}");
     }
 
     #[test]

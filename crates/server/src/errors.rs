@@ -85,6 +85,17 @@ impl ApiError {
         }
     }
 
+    pub fn too_many_connections(limit: usize) -> ApiError {
+        ApiError {
+            code: Some("too_many_connections"),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                format!("the server already serves {limit} connections (--max-connections); retry later"),
+            )
+        }
+    }
+
     pub fn loading() -> ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "the model is still loading; retry shortly")
     }
@@ -108,6 +119,7 @@ impl ApiError {
             }
             EngineError::NoTokensWanted | EngineError::NeverFits { .. } => Self::invalid("max_tokens", msg),
             EngineError::NoSamples => Self::invalid("n", msg),
+            EngineError::TooManyLogprobs { .. } => Self::invalid("top_logprobs", msg),
             EngineError::Sampling(s) => {
                 let param = match &s {
                     memwall_engine::sampler::SamplingError::InvalidParam { name, .. } => name.to_string(),
@@ -131,6 +143,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status;
         let mut resp = (status, axum::Json(self.body())).into_response();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body stays unread, so hyper closes the
+            // connection after this answer; say so, or a keep-alive client
+            // sends its next request into a closing socket.
+            resp.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        }
         // The access log reads the status; record the cause for it.
         resp.extensions_mut().insert(self);
         resp

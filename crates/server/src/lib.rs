@@ -15,8 +15,16 @@
 //!   pool before the engine's next step.
 //! - User input never reaches a panic: every failure is an [`ApiError`] in
 //!   OpenAI's JSON shape with the right status.
-//! - API keys are compared in constant time; `/health` and `/metrics` stay
-//!   open for probes and scrapers.
+//! - API keys are compared in constant time and never logged; `/health` and
+//!   `/metrics` stay open for probes and scrapers.
+//! - Every resource a client controls is bounded, with a clear error:
+//!   connections ([`ServerConfig::max_connections`], 503), request head
+//!   (hyper's 100 headers / ~400 KiB, 431), body
+//!   ([`ServerConfig::max_body_bytes`], 413), requests in flight
+//!   ([`ServerConfig::max_queue`], 429), and per request `n`, stop strings,
+//!   `top_logprobs` and prompt + output length against the context
+//!   ([`params`], 400). The `model` field only names the served model: no
+//!   request makes the server open a file.
 //! - Shutdown stops accepting, lets running requests finish up to a
 //!   deadline, then cancels what is left.
 //! - One access-log line per request (target `memwall::access`), without the
@@ -26,9 +34,11 @@ mod access;
 mod auth;
 mod chat;
 mod completions;
+mod connections;
 pub mod errors;
 mod generate;
 mod health;
+mod logprobs;
 mod metrics;
 mod models;
 pub mod params;
@@ -49,8 +59,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 
-/// How the server listens and what it allows.
-#[derive(Clone, Debug)]
+/// How the server listens and what it allows. `Debug` never prints the API
+/// keys.
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Address to bind, e.g. `127.0.0.1:8080` (port 0 picks a free one).
     pub addr: SocketAddr,
@@ -60,6 +71,8 @@ pub struct ServerConfig {
     pub max_queue: usize,
     /// Largest request body, in bytes, before 413.
     pub max_body_bytes: usize,
+    /// TCP connections served at once; a connection beyond it gets a 503 and is closed.
+    pub max_connections: usize,
     /// Put prompt text in the access log (off: never).
     pub log_prompts: bool,
     /// How long running requests may finish after a shutdown signal.
@@ -73,9 +86,24 @@ impl Default for ServerConfig {
             api_keys: Vec::new(),
             max_queue: 256,
             max_body_bytes: 4 << 20,
+            max_connections: 1024,
             log_prompts: false,
             shutdown_grace: Duration::from_secs(30),
         }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("addr", &self.addr)
+            .field("api_keys", &format_args!("[{} redacted]", self.api_keys.len()))
+            .field("max_queue", &self.max_queue)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_connections", &self.max_connections)
+            .field("log_prompts", &self.log_prompts)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
     }
 }
 
@@ -199,8 +227,9 @@ impl Server {
             shutdown.await;
             let _ = signalled_tx.send(());
         };
+        let listener = connections::LimitedListener::new(self.listener, state.config.max_connections);
         let mut serving =
-            tokio::spawn(async move { axum::serve(self.listener, app).with_graceful_shutdown(graceful).await });
+            tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(graceful).await });
         tokio::select! {
             r = &mut serving => return join_result(r),
             _ = signalled_rx => {}

@@ -18,6 +18,10 @@ use serde::Deserialize;
 pub const MAX_N: u64 = 64;
 /// Most stop strings one request may give.
 pub const MAX_STOPS: usize = 16;
+/// Longest stop string, in UTF-8 bytes (the stop matcher keeps this much text back).
+pub const MAX_STOP_BYTES: usize = 512;
+/// Most alternatives `top_logprobs` may ask for per token (OpenAI's limit, the engine's).
+pub const MAX_TOP_LOGPROBS: u64 = memwall_engine::MAX_LOGPROBS as u64;
 
 /// Parses `body` as a JSON object into `T`, naming the offending field.
 pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
@@ -73,7 +77,8 @@ pub struct CommonParams {
     pub seed: Option<i64>,
     pub stop: Option<StopParam>,
     pub n: Option<u64>,
-    /// A bool for chat, an integer for completions; only off is supported.
+    /// A bool for chat, an integer for completions: each endpoint reads it
+    /// (`crate::logprobs`).
     pub logprobs: Option<serde_json::Value>,
     pub top_logprobs: Option<u64>,
     pub user: Option<String>,
@@ -96,6 +101,9 @@ pub struct Validated {
     pub n: usize,
     pub stream: bool,
     pub include_usage: bool,
+    /// Alternatives per token for logprobs; `None`: no logprobs. Set by the
+    /// endpoint, which spells the parameter its own way (`crate::logprobs`).
+    pub logprobs: Option<usize>,
 }
 
 impl Validated {
@@ -108,6 +116,7 @@ impl Validated {
             sampling: self.sampling.clone(),
             stop: self.stop.clone(),
             ignore_eos: self.ignore_eos,
+            logprobs: self.logprobs,
         }
     }
 }
@@ -124,16 +133,10 @@ fn check_f32(name: &str, v: Option<f32>, ok: impl Fn(f32) -> bool, expected: &st
 impl CommonParams {
     /// Checks every range and builds the engine's view.
     pub fn validate(&self) -> Result<Validated, ApiError> {
-        let logprobs_on = match &self.logprobs {
-            None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => false,
-            Some(serde_json::Value::Number(n)) => n.as_u64() != Some(0),
-            Some(_) => true,
-        };
-        if logprobs_on || self.top_logprobs.is_some_and(|k| k > 0) {
-            let param = if logprobs_on { "logprobs" } else { "top_logprobs" };
+        if let Some(k) = self.top_logprobs.filter(|&k| k > MAX_TOP_LOGPROBS) {
             return Err(ApiError::invalid(
-                param,
-                "logprobs are not supported yet by this server; leave `logprobs` unset",
+                "top_logprobs",
+                format!("`top_logprobs` is {k}; it must be between 0 and {MAX_TOP_LOGPROBS}"),
             ));
         }
         let max = match (self.max_completion_tokens, self.max_tokens) {
@@ -193,6 +196,12 @@ impl CommonParams {
         if stop.iter().any(|s| s.is_empty()) {
             return Err(ApiError::invalid("stop", "stop strings must not be empty"));
         }
+        if let Some(s) = stop.iter().find(|s| s.len() > MAX_STOP_BYTES) {
+            return Err(ApiError::invalid(
+                "stop",
+                format!("a stop string is {} bytes long; the limit is {MAX_STOP_BYTES}", s.len()),
+            ));
+        }
         Ok(Validated {
             max_tokens,
             max_tokens_param: max.map_or("max_tokens", |(name, _)| name),
@@ -202,6 +211,7 @@ impl CommonParams {
             n: n as usize,
             stream: self.stream.unwrap_or(false),
             include_usage: self.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false),
+            logprobs: None,
         })
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! memwall serve [--model MODEL] [--host 127.0.0.1] [--port 8080] [--api-key KEY | --api-key-file F]
-//!               [--max-queue N] [--max-body-bytes N] [--chat-template FILE] [--kv-memory 256MiB] [--log-prompts]
+//!               [--max-queue N] [--max-body-bytes N] [--max-connections N] [--chat-template FILE]
+//!               [--kv-memory 256MiB] [--log-prompts]
 //! ```
 //!
 //! Binds first (so `/health` answers 503 while the model loads), loads the
@@ -10,6 +11,7 @@
 //! drains. The library side is [`memwall_server`].
 
 use crate::model_args::ModelArgs;
+use crate::parallel_args::ParallelArgs;
 use anyhow::{bail, Context, Result};
 use memwall_engine::{Engine, EngineConfig, KvCacheConfig, KvMemory};
 use memwall_server::{Ready, Server, ServerConfig};
@@ -22,6 +24,8 @@ use std::time::Duration;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    parallel: ParallelArgs,
     /// Address to listen on. Loopback by default; anything else exposes the
     /// server to the network (set an API key).
     #[arg(long, default_value = "127.0.0.1")]
@@ -41,6 +45,9 @@ pub struct Args {
     /// Largest request body in bytes before answering 413.
     #[arg(long, value_name = "N", default_value_t = 4 << 20)]
     max_body_bytes: usize,
+    /// TCP connections served at once; one more is answered 503 and closed.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
     /// A Jinja chat template file to use instead of the model's own.
     #[arg(long, value_name = "FILE")]
     chat_template: Option<PathBuf>,
@@ -75,11 +82,22 @@ fn api_keys(args: &Args) -> Result<Vec<String>> {
     Ok(keys)
 }
 
+/// The warning for a server reachable beyond this machine without an API key.
+fn exposure_warning(host: IpAddr, has_keys: bool) -> Option<String> {
+    (!host.is_loopback() && !has_keys)
+        .then(|| format!("listening on {host} without --api-key: anyone who can reach this port can use the model"))
+}
+
 pub fn run(args: Args) -> Result<()> {
+    let par = args.parallel.init()?;
+    if par.rank() > 0 {
+        // Ranks other than 0 serve no HTTP: they run rank 0's step plans.
+        return args.model.serve_worker(&par);
+    }
     let keys = api_keys(&args)?;
-    if !args.host.is_loopback() && keys.is_empty() {
-        tracing::warn!(host = %args.host, "listening beyond loopback without an API key: anyone who can reach this port can use the model");
-        eprintln!("warning: listening on {} without --api-key; anyone who can reach it can use the model", args.host);
+    if let Some(warning) = exposure_warning(args.host, !keys.is_empty()) {
+        tracing::warn!(host = %args.host, "{warning}");
+        eprintln!("warning: {warning}");
     }
     let template = match &args.chat_template {
         Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?),
@@ -91,6 +109,7 @@ pub fn run(args: Args) -> Result<()> {
         api_keys: keys,
         max_queue: args.max_queue as usize,
         max_body_bytes: args.max_body_bytes,
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         log_prompts: args.log_prompts,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
     };
@@ -99,6 +118,7 @@ pub fn run(args: Args) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let comm = par.comm.clone();
     let result = runtime.block_on(async move {
         let server = Server::bind(config.clone()).await.with_context(|| format!("cannot listen on {}", config.addr))?;
         let addr = server.local_addr()?;
@@ -107,7 +127,8 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("memwall serve: listening on http://{addr} (loading the model…)");
         let model_args = args.model.clone();
         let path = model_args.path()?;
-        let loading = tokio::task::spawn_blocking(move || model_args.load());
+        let part = par.clone();
+        let loading = tokio::task::spawn_blocking(move || model_args.load_part(&part));
         // A signal while loading stops the server without waiting for the model.
         let loaded = tokio::select! {
             r = loading => r.context("loading panicked")??,
@@ -124,7 +145,7 @@ pub fn run(args: Args) -> Result<()> {
         let tokenizer = Arc::new(loaded.tokenizer);
         let engine_config = EngineConfig {
             kv: KvCacheConfig { memory_bytes, ..KvCacheConfig::default() },
-            threads: args.model.threads.unwrap_or(EngineConfig::default().threads).max(1),
+            threads: par.threads(args.model.threads),
             ..EngineConfig::default()
         };
         let engine = Engine::new(Arc::new(loaded.model), Arc::clone(&tokenizer), engine_config)
@@ -144,5 +165,37 @@ pub fn run(args: Args) -> Result<()> {
     });
     // Do not wait for a model load still running on a blocking thread.
     runtime.shutdown_background();
+    // MPI is finalised here, on the thread that initialised it.
+    drop(comm);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: Args,
+    }
+
+    #[test]
+    fn binds_loopback_by_default_and_warns_when_exposed_without_a_key() {
+        let cli = Cli::try_parse_from(["serve"]).unwrap();
+        assert!(cli.serve.host.is_loopback(), "{}", cli.serve.host);
+        assert_eq!(cli.serve.max_connections, 1024);
+        assert_eq!(exposure_warning(cli.serve.host, false), None);
+        let any: IpAddr = "0.0.0.0".parse().unwrap();
+        assert!(exposure_warning(any, false).is_some_and(|w| w.contains("0.0.0.0") && w.contains("--api-key")));
+        assert_eq!(exposure_warning(any, true), None);
+        assert_eq!(exposure_warning("::1".parse().unwrap(), false), None);
+    }
+
+    #[test]
+    fn max_connections_must_be_positive() {
+        assert!(Cli::try_parse_from(["serve", "--max-connections", "0"]).is_err());
+        assert_eq!(Cli::try_parse_from(["serve", "--max-connections", "8"]).unwrap().serve.max_connections, 8);
+    }
 }
