@@ -4,6 +4,7 @@
 mod commands;
 mod default_model;
 mod model_args;
+mod parallel_args;
 mod sampling_args;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,10 @@ enum Command {
     /// Serve the model over an OpenAI-compatible HTTP API (chat, completions,
     /// streaming, metrics).
     Serve(commands::serve::Args),
+    /// Load-test any OpenAI-compatible server: TTFT, TPOT, inter-token and
+    /// end-to-end latency percentiles, throughput and goodput per concurrency
+    /// or request rate.
+    BenchServe(commands::bench_serve::Args),
     /// Predict latency, throughput, memory, energy and cost of a model on
     /// any hardware from its roofline; --validate checks it on this machine.
     Plan(commands::plan::Args),
@@ -53,6 +58,7 @@ fn main() {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::Serve(a) => commands::serve::run(a),
+        Command::BenchServe(a) => commands::bench_serve::run(a),
         Command::Plan(a) => commands::plan::run(a),
     };
     if let Err(e) = result {

@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod bench_concurrency;
+pub mod bench_serve;
 pub mod chat;
 pub mod generate;
 pub mod inspect;
