@@ -2,8 +2,9 @@
 //!
 //! Numbers in, numbers out. This crate knows nothing about files or models: it
 //! holds the element types (f32, f16, bf16 and the GGUF block formats), their
-//! quantize / dequantize routines, the matrix products that read quantized
-//! weights *in place* (never expanded to f32 in memory), the small per-token
+//! quantize / dequantize routines, the matrix products on quantized weights
+//! (never expanded to f32 in memory; repacked once into 16-row tiles where
+//! the CPU has tile kernels, `matmul::packed`), the small per-token
 //! operations of a decoder (norms, RoPE, activations, softmax) and the
 //! persistent thread pool they run on.
 //!
