@@ -5,7 +5,7 @@
 //! streamed as `chat.completion.chunk` events. `logprobs: true` (with
 //! `top_logprobs`) fills `choices[i].logprobs.content` (see `crate::logprobs`).
 
-use crate::access::{Deferred, RequestCtx};
+use crate::access::RequestCtx;
 use crate::generate::{self, finish_str, Prompt, Usage};
 use crate::logprobs::{self, TokenEntry};
 use crate::models::check_model;
@@ -15,7 +15,7 @@ use crate::{ApiError, AppState, Ready};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use memwall_formats::chat_template::{render, ChatMessage};
 use memwall_formats::tokenizer::{EncodeOptions, Tokenizer};
 use serde::Deserialize;
@@ -126,38 +126,20 @@ pub async fn handle(
         let chunks = ChatChunks { head, tokenizer: v.logprobs.map(|_| Arc::clone(&ready.tokenizer)) };
         return Ok(sse::response(running, chunks, v.include_usage));
     }
-    let mut resp = match generate::collect(running).await {
-        Ok((choices, usage)) => {
-            let choices: Vec<Value> = choices
-                .into_iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let logprobs = match v.logprobs {
-                        Some(_) => logprobs::chat_json(&ready.tokenizer, &c.tokens),
-                        None => Value::Null,
-                    };
-                    json!({
-                        "index": i,
-                        "message": {"role": "assistant", "content": c.text},
-                        "logprobs": logprobs,
-                        "finish_reason": c.finish.map(finish_str),
-                    })
-                })
-                .collect();
-            axum::Json(json!({
-                "id": head.id,
-                "object": "chat.completion",
-                "created": head.created,
-                "model": head.model,
-                "choices": choices,
-                "usage": usage.json(),
-            }))
-            .into_response()
-        }
-        Err(e) => e.into_response(),
-    };
-    resp.extensions_mut().insert(Deferred);
-    Ok(resp)
+    let tokenizer = &ready.tokenizer;
+    Ok(generate::respond(running, &head, "chat.completion", |i, c| {
+        let logprobs = match v.logprobs {
+            Some(_) => logprobs::chat_json(tokenizer, &c.tokens),
+            None => Value::Null,
+        };
+        json!({
+            "index": i,
+            "message": {"role": "assistant", "content": c.text},
+            "logprobs": logprobs,
+            "finish_reason": c.finish.map(finish_str),
+        })
+    })
+    .await)
 }
 
 struct ChatChunks {

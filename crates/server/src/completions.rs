@@ -3,7 +3,7 @@
 //! are parsed (as llama-server does); BOS is added when the model wants it.
 //! `logprobs: k` fills the legacy `choices[i].logprobs` (see `crate::logprobs`).
 
-use crate::access::{Deferred, RequestCtx};
+use crate::access::RequestCtx;
 use crate::generate::{self, finish_str, Prompt, Usage};
 use crate::logprobs::{self, TextOffset, TokenEntry};
 use crate::models::check_model;
@@ -13,7 +13,7 @@ use crate::{ApiError, AppState, Ready};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use memwall_formats::tokenizer::{EncodeOptions, Tokenizer};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -105,33 +105,15 @@ pub async fn handle(
         };
         return Ok(sse::response(running, chunks, v.include_usage));
     }
-    let mut resp = match generate::collect(running).await {
-        Ok((choices, usage)) => {
-            let choices: Vec<Value> = choices
-                .into_iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let logprobs = match v.logprobs {
-                        Some(_) => logprobs::completions_json(&ready.tokenizer, &c.tokens, &mut TextOffset::default()),
-                        None => Value::Null,
-                    };
-                    json!({"index": i, "text": c.text, "logprobs": logprobs, "finish_reason": c.finish.map(finish_str)})
-                })
-                .collect();
-            axum::Json(json!({
-                "id": head.id,
-                "object": "text_completion",
-                "created": head.created,
-                "model": head.model,
-                "choices": choices,
-                "usage": usage.json(),
-            }))
-            .into_response()
-        }
-        Err(e) => e.into_response(),
-    };
-    resp.extensions_mut().insert(Deferred);
-    Ok(resp)
+    let tokenizer = &ready.tokenizer;
+    Ok(generate::respond(running, &head, "text_completion", |i, c| {
+        let logprobs = match v.logprobs {
+            Some(_) => logprobs::completions_json(tokenizer, &c.tokens, &mut TextOffset::default()),
+            None => Value::Null,
+        };
+        json!({"index": i, "text": c.text, "logprobs": logprobs, "finish_reason": c.finish.map(finish_str)})
+    })
+    .await)
 }
 
 struct CompletionChunks {

@@ -8,11 +8,14 @@
 //! guard calls `Engine::cancel` directly, and the engine frees the
 //! request's blocks before its next step.
 
-use crate::access::{AccessRecord, RequestCtx};
+use crate::access::{AccessRecord, Deferred, RequestCtx};
 use crate::logprobs::TokenEntry;
 use crate::params::Validated;
+use crate::sse::ChunkHead;
 use crate::{ApiError, AppState, Ready};
+use axum::response::{IntoResponse, Response};
 use memwall_engine::{Event, FinishReason, Request, RequestId};
+use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -204,6 +207,31 @@ pub struct Choice {
     pub finish: Option<FinishReason>,
     /// Each generated token with its logprobs, when the request asked for them.
     pub tokens: Vec<TokenEntry>,
+}
+
+/// The non-streaming answer: runs `running` to the end and replies with
+/// `{"id", "object", "created", "model", "choices", "usage"}`, each choice
+/// built by `choice(index, sample)`; an error mid-generation becomes its
+/// error response. Marked [`Deferred`]: the access log line is written when
+/// the request ends.
+pub async fn respond(
+    running: Running,
+    head: &ChunkHead,
+    object: &str,
+    choice: impl Fn(usize, Choice) -> Value,
+) -> Response {
+    let mut resp = match collect(running).await {
+        Ok((choices, usage)) => {
+            let choices: Vec<Value> = choices.into_iter().enumerate().map(|(i, c)| choice(i, c)).collect();
+            let mut body = head.chunk(Value::Array(choices));
+            body["object"] = Value::from(object);
+            body["usage"] = usage.json();
+            axum::Json(body).into_response()
+        }
+        Err(e) => e.into_response(),
+    };
+    resp.extensions_mut().insert(Deferred);
+    resp
 }
 
 /// Runs `running` to the end and gathers each sample's text.
