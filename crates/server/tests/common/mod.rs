@@ -71,15 +71,14 @@ impl TestServer {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Posts a JSON body.
+    async fn send_json(&self, path: &str, body: &str) -> reqwest::Response {
+        let r = self.client.post(self.url(path)).header("content-type", "application/json").body(body.to_string());
+        r.send().await.expect("request sent")
+    }
+
     pub async fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        let r = self
-            .client
-            .post(self.url(path))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("request sent");
+        let r = self.send_json(path, body).await;
         let status = r.status().as_u16();
         let text = r.text().await.expect("body");
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
@@ -92,14 +91,7 @@ impl TestServer {
 
     /// Posts and returns the SSE `data:` payloads in order.
     pub async fn stream(&self, path: &str, body: &str) -> (u16, Vec<String>) {
-        let r = self
-            .client
-            .post(self.url(path))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("request sent");
+        let r = self.send_json(path, body).await;
         let status = r.status().as_u16();
         assert!(
             status != 200 || r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"),
