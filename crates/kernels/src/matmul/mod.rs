@@ -303,27 +303,24 @@ pub fn matmul_with(isa: Isa, pool: &ThreadPool, w: &MatRef, x: &[f32], y: &mut [
     if w.layout == Layout::Tiles {
         #[cfg(target_arch = "x86_64")]
         if isa == Isa::Avx512 {
-            use avx512_tiles::TILE_TOKENS;
+            // Token rows are built once per call, not per tile.
             if let Some(kernel) = avx512_tiles::float_tile_kernel(w.dtype) {
-                let tok = |t: usize| &x[t * w.cols..(t + 1) * w.cols];
+                let xs: Vec<&[f32]> = x.chunks_exact(w.cols).collect();
                 return run_tiled(pool, w, n_tokens, SharedOut::new(y), |tile, t0, o| {
-                    let xs: [&[f32]; TILE_TOKENS] = std::array::from_fn(|k| tok((t0 + k).min(n_tokens - 1)));
                     // SAFETY: Avx512 is available; tile and token rows match.
-                    unsafe { kernel(tile, &xs[..o.len()], o) }
+                    unsafe { kernel(tile, &xs[t0..t0 + o.len()], o) }
                 });
             }
             if let Some(kernel) = avx512_tiles::tile_kernel(w.dtype) {
                 return SCRATCH.with(|s| {
                     let mut s = s.borrow_mut();
                     s.quantize(w, x);
-                    let s = &*s;
                     let bpr = w.cols / QK;
+                    let xs: Vec<Q8Row> = (0..n_tokens).map(|t| s.token(t, bpr)).collect();
                     run_tiled(pool, w, n_tokens, SharedOut::new(y), |tile, t0, o| {
-                        let xs: [Q8Row; TILE_TOKENS] =
-                            std::array::from_fn(|k| s.token((t0 + k).min(n_tokens - 1), bpr));
                         // SAFETY: Avx512 is available; tile and token rows
                         // have matching block counts; gsum is filled.
-                        unsafe { kernel(tile, &xs[..o.len()], o) }
+                        unsafe { kernel(tile, &xs[t0..t0 + o.len()], o) }
                     });
                 });
             }
