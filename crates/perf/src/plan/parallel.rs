@@ -92,21 +92,7 @@ mod tests {
     use super::*;
 
     fn tinyllama() -> ModelConfig {
-        ModelConfig {
-            arch: memwall_model::Arch::Llama,
-            vocab: 32000,
-            d_model: 2048,
-            n_layers: 22,
-            n_heads: 32,
-            n_kv_heads: 4,
-            head_dim: 64,
-            d_ff: 5632,
-            norm_eps: 1e-5,
-            context_len: 2048,
-            rope_theta: 1e4,
-            rope_dim: 64,
-            rope_scaling: None,
-        }
+        crate::synthetic::Shape::by_name("tinyllama-1.1b").unwrap().config()
     }
 
     #[test]
