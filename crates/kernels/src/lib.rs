@@ -16,6 +16,7 @@
 //! Every SIMD kernel has a scalar reference beside it and a test that holds
 //! the two together on random inputs of odd sizes.
 
+pub mod attention;
 pub mod dtype;
 pub mod kquant;
 pub mod matmul;

@@ -3,16 +3,20 @@
 //! Work items are (query block, query head): a query block is up to
 //! [`QUERY_BLOCK`] consecutive tokens of one sequence (a decode step's token
 //! is a block of one). Threads take contiguous ranges of items. An item reads
-//! its sequence's K/V once for all its queries: each stored `[head_dim]` row
-//! is widened to f32 once (runs stored in f16 or 8 bits, the paged cache)
-//! and scored against every query of the block that may see it (causal
-//! mask). Each query folds the runs its cache returns with an online softmax
-//! (running max `m`, running sum `l`, rescaled accumulator), so nothing
-//! `n × n` is ever materialised and pages work as well as one buffer.
+//! its sequence's K/V once for all its queries: chunks of up to 16 stored
+//! `[head_dim]` rows are widened to f32 (runs stored in f16 or 8 bits, the
+//! paged cache) and handed to the SIMD kernels of
+//! `memwall_kernels::attention` (scores of the block's queries against the
+//! chunk with the causal mask, `exp`, the weighted sum of values). Each query
+//! folds the runs its cache returns with an online softmax (running max `m`,
+//! running sum `l`, rescaled accumulator), so nothing `n × n` is ever
+//! materialised and pages work as well as one buffer.
 //!
 //! Batch invariance: a query runs exactly the float operations it would run
-//! alone — its own scores, the same per-run max and rescale, the same rows
-//! in the same order; rows it must not see are skipped, not added as zeros —
+//! alone — its own scores (the kernels compute each score, `exp` and value
+//! sum identically whatever the block size and SIMD width), the same per-run
+//! max and rescale, the same rows in the same order; rows it must not see
+//! are skipped, not added as zeros —
 //! so its result depends only on its sequence's cached values and the run
 //! boundaries, never on the block or the batch. Grouped-query attention
 //! maps query head `h` to key/value head `h / (n_heads / n_kv_heads)`.
@@ -20,8 +24,9 @@
 use crate::config::ModelConfig;
 use crate::decoder::SeqInput;
 use crate::kv::{KvCache, KvRows};
+use memwall_kernels::attention::{self, CHUNK};
 use memwall_kernels::pool::{split_range, SharedOut};
-use memwall_kernels::{ops, ThreadPool};
+use memwall_kernels::ThreadPool;
 
 /// Consecutive queries of one sequence that share one pass over its K/V.
 pub const QUERY_BLOCK: usize = 16;
@@ -55,15 +60,20 @@ pub fn attend_batch(
     let out = SharedOut::new(out);
 
     pool.run(|thread, n_threads| {
-        // `[nq][run rows]` scores, `[nq][head_dim]` accumulators, per-query `m` and `l`.
+        // The block's queries of one head `[nq, hd]`, one chunk of keys or
+        // values widened to f32 `[CHUNK, hd]`, scores `[nq, run rows]`,
+        // accumulators `[nq, hd]`, per-query running max `m` and sum `l`.
+        let mut qs: Vec<f32> = Vec::new();
+        let mut rows = vec![0f32; CHUNK * hd];
         let mut scores: Vec<f32> = Vec::new();
         let mut acc: Vec<f32> = Vec::new();
         let (mut m, mut l) = (Vec::new(), Vec::new());
-        // One stored head row widened to f32, `[head_dim]`.
-        let mut row = vec![0f32; hd];
         for item in split_range(n_items, 1, thread, n_threads) {
             let ((seq, t0, p0, nq), h) = (blocks[item / n_heads], item % n_heads);
-            let query = |qi: usize| &q[(t0 + qi) * n_heads * hd + h * hd..][..hd];
+            qs.clear();
+            for qi in 0..nq {
+                qs.extend_from_slice(&q[(t0 + qi) * n_heads * hd + h * hd..][..hd]);
+            }
             let kv_off = (h / group) * hd;
             m.clear();
             m.resize(nq, f32::NEG_INFINITY);
@@ -73,48 +83,39 @@ pub fn attend_batch(
             acc.resize(nq * hd, 0f32);
             kv.read(layer, seq, p0 + nq, &mut |run| {
                 let n = run.k.len() / kv_dim;
-                // Queries that see row j: those at positions >= run.start + j.
-                let first_seeing = |j: usize| (run.start + j).saturating_sub(p0);
+                // Key j of the run is visible to query qi iff j <= qi - base.
+                let base = run.start as isize - p0 as isize;
+                let widen = |x: &KvRows, j0: usize, c: usize, rows: &mut [f32]| {
+                    for (j, row) in rows[..c * hd].chunks_exact_mut(hd).enumerate() {
+                        x.widen((j0 + j) * kv_dim + kv_off, row);
+                    }
+                };
                 scores.clear();
                 scores.resize(nq * n, f32::NEG_INFINITY);
-                for j in 0..n {
-                    let k = match run.k {
-                        KvRows::F32(k) => &k[j * kv_dim + kv_off..][..hd],
-                        k => {
-                            k.widen(j * kv_dim + kv_off, &mut row);
-                            &row
-                        }
-                    };
-                    for qi in first_seeing(j)..nq {
-                        scores[qi * n + j] = ops::dot_f32(query(qi), k) * scale;
-                    }
+                for j0 in (0..n).step_by(CHUNK) {
+                    let c = CHUNK.min(n - j0);
+                    widen(&run.k, j0, c, &mut rows);
+                    attention::scores(hd, &qs, &rows, c, base + j0 as isize, scale, &mut scores[j0..], n);
                 }
                 for qi in 0..nq {
-                    let seen = &scores[qi * n..qi * n + n];
+                    let seen = &mut scores[qi * n..][..attention::visible(qi, base, n)];
                     let run_max = seen.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    if run_max == f32::NEG_INFINITY {
+                        continue;
+                    }
                     if run_max > m[qi] {
-                        let correction = (m[qi] - run_max).exp();
+                        let correction = attention::exp(m[qi] - run_max);
                         l[qi] *= correction;
                         acc[qi * hd..(qi + 1) * hd].iter_mut().for_each(|a| *a *= correction);
                         m[qi] = run_max;
                     }
+                    attention::exp_sub(seen, m[qi]);
+                    l[qi] += seen.iter().sum::<f32>();
                 }
-                for j in 0..n {
-                    if first_seeing(j) >= nq {
-                        continue;
-                    }
-                    let v = match run.v {
-                        KvRows::F32(v) => &v[j * kv_dim + kv_off..][..hd],
-                        v => {
-                            v.widen(j * kv_dim + kv_off, &mut row);
-                            &row
-                        }
-                    };
-                    for qi in first_seeing(j)..nq {
-                        let w = (scores[qi * n + j] - m[qi]).exp();
-                        l[qi] += w;
-                        ops::axpy(w, v, &mut acc[qi * hd..(qi + 1) * hd]);
-                    }
+                for j0 in (0..n).step_by(CHUNK) {
+                    let c = CHUNK.min(n - j0);
+                    widen(&run.v, j0, c, &mut rows);
+                    attention::weighted_sum(hd, &scores[j0..], n, &rows, c, base + j0 as isize, &mut acc);
                 }
             });
             for qi in 0..nq {
