@@ -204,13 +204,17 @@ unsafe fn kquants<const HB: usize>(q: *const u8) -> [__m512i; 8] {
 
 /// K-quant tiles (`packed::KTile`: `HB` high bits, `u = q + OFF`, with or
 /// without minimums; scales per 32 elements with minimums, per 16
-/// without). Per sub-block `c` (activation block `i`) and token, exactly
-/// `reference::dot_kquant`'s integers and float operations:
+/// without). Per token, exactly `reference::dot_kquant`'s integers and
+/// float operations:
 ///
 /// ```text
-/// isum = Σ_g sc[g] · (Σ u·x - OFF · Σ x)      over the block's groups g
-/// msum = m · Σ x                               (MIN)
-/// acc += (d · d_x) · isum - (dmin · d_x) · msum     (without MIN: the reference subtracts an exact 0)
+/// per sub-block c (activation block i):
+///   isum = Σ_g sc[g] · (Σ u·x - OFF · Σ x)      over the block's groups g (exact, in f32)
+///   a    = fma(isum, d_x, a)
+///   am   = fma(m, xs16[2i], am); am = fma(m, xs16[2i + 1], am)      (MIN)
+/// per super-block:
+///   acc  = fma(d, a, acc); acc = fma(-dmin, am, acc)                  (without MIN: the
+///                                    reference adds an exact -0 · 0, which changes nothing)
 /// ```
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
@@ -224,25 +228,27 @@ unsafe fn ktile_n<const HB: usize, const OFF: i32, const MIN: bool, const N: usi
     let nsb = tile.len() / tsb;
     assert!(tile.len() == nsb * tsb);
     for x in xs {
-        assert!(x.qs.len() == nsb * QK_K && x.d.len() == nsb * 8 && x.gsum.len() == nsb * 16);
+        assert!(
+            x.qs.len() == nsb * QK_K && x.d.len() == nsb * 8 && x.gsum.len() == nsb * 16 && x.xs16.len() == nsb * 16
+        );
     }
     let zero = _mm512_setzero_si512();
-    let mut acc = [_mm512_setzero_ps(); N];
+    let zf = _mm512_setzero_ps();
+    let mut acc = [zf; N];
     let tp = tile.as_ptr();
     for sb in 0..nsb {
         // SAFETY (reads below): super-block sb is inside `tile`, activation
         // blocks 8 sb .. 8 sb + 8 inside each `xs[t]` (checked above).
         let p = tp.add(sb * tsb);
         prefetch_ahead(p, tsb);
-        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
-        let dmw = if MIN { _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i)) } else { dw };
         // Scales and minimums as f32 (small integers: exact).
         let scales = |g: usize| {
             _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(kt.sc() + 16 * g) as *const __m128i)))
         };
+        let mut a = [zf; N];
+        let mut am = [zf; N];
         for c in 0..8 {
             let w = kquants::<HB>(p.add(kt.header() + c * kt.sub()));
-            let zf = _mm512_setzero_ps();
             let (sc0, sc1) = if MIN { (scales(c), zf) } else { (scales(2 * c), scales(2 * c + 1)) };
             let m = if MIN {
                 _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(kt.m() + 16 * c) as *const __m128i)))
@@ -254,33 +260,42 @@ unsafe fn ktile_n<const HB: usize, const OFF: i32, const MIN: bool, const N: usi
                 let x = &xs[t];
                 let xq = x.qs.as_ptr().add(i * QK) as *const i32;
                 let word = |k: usize| _mm512_set1_epi32(xq.add(k).read_unaligned());
-                let (g0, g1) = (*x.gsum.get_unchecked(2 * i), *x.gsum.get_unchecked(2 * i + 1));
-                // Per group of 16: words 0..4 and 4..8, two chains each.
-                let half = |h: usize, sum: i32| {
-                    let a0 = _mm512_dpbusd_epi32(_mm512_set1_epi32(-OFF * sum), w[4 * h], word(4 * h));
-                    let a1 = _mm512_dpbusd_epi32(zero, w[4 * h + 1], word(4 * h + 1));
-                    let a0 = _mm512_dpbusd_epi32(a0, w[4 * h + 2], word(4 * h + 2));
-                    let a1 = _mm512_dpbusd_epi32(a1, w[4 * h + 3], word(4 * h + 3));
+                // Σ u·x over words k0 .. k0 + 4 (elements 4 k0 .. 4 k0 + 16), two chains, from `init`.
+                let quarter = |k0: usize, init: __m512i| {
+                    let a0 = _mm512_dpbusd_epi32(init, w[k0], word(k0));
+                    let a1 = _mm512_dpbusd_epi32(zero, w[k0 + 1], word(k0 + 1));
+                    let a0 = _mm512_dpbusd_epi32(a0, w[k0 + 2], word(k0 + 2));
+                    let a1 = _mm512_dpbusd_epi32(a1, w[k0 + 3], word(k0 + 3));
                     _mm512_add_epi32(a0, a1)
                 };
                 // The reference's integers, formed in f32: every product and
                 // sum is an integer below 2^24 (|sc| <= 128, |Σ q·x| <= 65024
-                // per 16; m <= 63, |Σ x| <= 4064), so exact.
+                // per 16; Q6_K's two groups sum to at most 16 516 096), so exact.
                 let isum = if MIN {
-                    _mm512_mul_ps(sc0, _mm512_cvtepi32_ps(_mm512_add_epi32(half(0, g0), half(1, g1))))
+                    // OFF = 0: one scale for the 32 elements.
+                    _mm512_mul_ps(sc0, _mm512_cvtepi32_ps(_mm512_add_epi32(quarter(0, zero), quarter(4, zero))))
                 } else {
-                    _mm512_add_ps(
-                        _mm512_mul_ps(sc0, _mm512_cvtepi32_ps(half(0, g0))),
-                        _mm512_mul_ps(sc1, _mm512_cvtepi32_ps(half(1, g1))),
-                    )
+                    let (g0, g1) = (*x.gsum.get_unchecked(2 * i), *x.gsum.get_unchecked(2 * i + 1));
+                    let h0 = _mm512_cvtepi32_ps(quarter(0, _mm512_set1_epi32(-OFF * g0)));
+                    let h1 = _mm512_cvtepi32_ps(quarter(4, _mm512_set1_epi32(-OFF * g1)));
+                    _mm512_fmadd_ps(sc1, h1, _mm512_mul_ps(sc0, h0))
                 };
-                let dx = _mm512_set1_ps(*x.d.get_unchecked(i));
-                let mut v = _mm512_mul_ps(_mm512_mul_ps(dw, dx), isum);
+                a[t] = _mm512_fmadd_ps(isum, _mm512_set1_ps(*x.d.get_unchecked(i)), a[t]);
                 if MIN {
-                    let msum = _mm512_mul_ps(m, _mm512_set1_ps((g0 + g1) as f32));
-                    v = _mm512_sub_ps(v, _mm512_mul_ps(_mm512_mul_ps(dmw, dx), msum));
+                    let xs16 = x.xs16.as_ptr().add(2 * i);
+                    am[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(*xs16), am[t]);
+                    am[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(*xs16.add(1)), am[t]);
                 }
-                acc[t] = _mm512_add_ps(acc[t], v);
+            }
+        }
+        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
+        for t in 0..N {
+            acc[t] = _mm512_fmadd_ps(dw, a[t], acc[t]);
+        }
+        if MIN {
+            let dmw = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i));
+            for t in 0..N {
+                acc[t] = _mm512_fnmadd_ps(dmw, am[t], acc[t]);
             }
         }
     }

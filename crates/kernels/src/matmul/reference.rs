@@ -3,9 +3,13 @@
 //! Quantized rows follow ggml's `ggml_vec_dot_*_generic`: an exact integer
 //! sum per block, then `sumf += sumi * (d_w * d_x)` (`+ m_w * s_x`) in block
 //! order. K-quant rows use the same 32-element Q8_0 activation blocks (not
-//! ggml's Q8_K): per activation block, exact integer sums
-//! `isum = sum_g sc[g] * sum(q * q_x)` and `msum = sum_g m[g] * sum(q_x)` over
-//! its two groups of 16, then `sumf += (d * d_x) * isum - (dmin * d_x) * msum`.
+//! ggml's Q8_K): per super-block, for each activation block `c` the exact
+//! integer `isum_c = sum_g sc[g] * sum(q * q_x)` over its two groups of 16
+//! is folded into `a = fma(isum_c, d_x, a)` and the minimums into
+//! `am = fma(m[g], xs16[g], am)` (`xs16[g] = d_x * sum(q_x)` of group `g`),
+//! then `sumf = fma(d, a, sumf)`, `sumf = fma(-dmin, am, sumf)`: two fused
+//! multiply-adds per activation block and two per super-block, which is what
+//! lets the tile kernels spend their time in integer dot products.
 //! Float rows accumulate `w[c] * x[c]` in f32 with one fused multiply-add
 //! per column, in column order.
 
@@ -116,23 +120,22 @@ pub fn dot_kquant(dtype: DType, w: &[u8], x: &Q8Row) -> f32 {
     let mut sumf = 0.0f32;
     for (sb, b) in w.chunks_exact(bb).enumerate() {
         let k = kblock(dtype, b);
+        let (mut a, mut am) = (0.0f32, 0.0f32);
         for c in 0..8 {
             let i = sb * 8 + c;
             let xq = &x.qs[i * QK..(i + 1) * QK];
             let wq = &k.q[c * QK..(c + 1) * QK];
-            let (mut isum, mut msum) = (0i32, 0i32);
+            let mut isum = 0i32;
             for h in 0..2 {
                 let g = 2 * c + h;
-                let (mut dot, mut sx) = (0i32, 0i32);
-                for j in 16 * h..16 * h + 16 {
-                    dot += wq[j] as i32 * xq[j] as i32;
-                    sx += xq[j] as i32;
-                }
+                let dot: i32 = (16 * h..16 * h + 16).map(|j| wq[j] as i32 * xq[j] as i32).sum();
                 isum += k.sc[g] * dot;
-                msum += k.m[g] * sx;
+                am = (k.m[g] as f32).mul_add(x.xs16[2 * i + h], am);
             }
-            sumf += (k.d * x.d[i]) * isum as f32 - (k.dmin * x.d[i]) * msum as f32;
+            a = (isum as f32).mul_add(x.d[i], a);
         }
+        sumf = k.d.mul_add(a, sumf);
+        sumf = (-k.dmin).mul_add(am, sumf);
     }
     sumf
 }
