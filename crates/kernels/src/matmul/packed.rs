@@ -227,6 +227,35 @@ fn stored(dtype: DType, header: bool, v: u8) -> u8 {
     }
 }
 
+/// `n` zeroed lines, on 2 MiB pages where the kernel grants them.
+///
+/// Decode streams every weight once per token, and on 4 KiB pages each page
+/// costs a TLB miss (a slow page walk under nested paging) and restarts the
+/// hardware prefetchers: `madvise(MADV_HUGEPAGE)` before the first write
+/// lets the kernel back the allocation's aligned 2 MiB ranges with huge
+/// pages (transparent huge pages in `madvise` or `always` mode; elsewhere a
+/// no-op).
+fn huge_page_lines(n: usize) -> Vec<Line> {
+    let mut lines: Vec<Line> = Vec::with_capacity(n);
+    #[cfg(target_os = "linux")]
+    {
+        // The whole 2 MiB pages inside the allocation.
+        const HUGE: usize = 2 << 20;
+        let at = lines.as_mut_ptr() as usize;
+        let (start, end) = (at.next_multiple_of(HUGE), (at + n * 64) / HUGE * HUGE);
+        if end > start {
+            // SAFETY: advice on a range of the vector's own, not yet touched,
+            // allocation; madvise never changes its contents and a failure
+            // is harmless.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    lines.resize(n, Line([0; 64]));
+    lines
+}
+
 impl PackedMat {
     /// Repacks a row-major matrix; `None` when its type has no tiled layout
     /// or it is already tiled.
@@ -239,7 +268,7 @@ impl PackedMat {
         let nb = w.cols / w.dtype.block_len();
         let tbb = tile_block_bytes(w.dtype);
         let len = w.rows.div_ceil(TILE_ROWS) * nb * tbb;
-        let mut lines = vec![Line([0; 64]); len.div_ceil(64)];
+        let mut lines = huge_page_lines(len.div_ceil(64));
         // SAFETY: `Line` is 64 plain bytes; the slice covers `lines` exactly.
         let out = unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<u8>(), lines.len() * 64) };
         let rb = nb * bb;
