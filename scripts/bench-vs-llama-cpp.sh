@@ -29,7 +29,8 @@
 #     SmolLM2-135M-Instruct Q4_1 default model;
 #  4. memwall's probe (bandwidth, peak FLOP/s) -> .cache/bench/probe.json;
 #  5. tools/bench_vs_llama_cpp.py: for each file, thread count and test,
-#     llama-bench then memwall bench, back to back; prints the markdown table
+#     llama-bench (default, then --repack 0) and memwall bench, back to
+#     back, the ratio against llama.cpp's faster one; prints the markdown table
 #     and writes raw results to .cache/bench/results.json (and the table so
 #     far to .cache/bench/table.md after every row).
 set -euo pipefail

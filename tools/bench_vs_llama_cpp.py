@@ -8,10 +8,13 @@ files); usable alone:
         --probe probe.json -p 512 -n 128 -t 1,2 -r 5 FILE...
 
 For every file, thread count and test (pp N, then tg N) it runs llama-bench
-and then `memwall bench --json` back to back, so both see the same machine
+(with its default repacking of weights at load, then with `--repack 0`, its
+file layout: which of the two is faster depends on the type and the test)
+and then `memwall bench --json` back to back, so all see the same machine
 state (a shared machine drifts over minutes; the ratio of two neighbouring
 runs is far steadier than either number). Both report tokens/s as the median
-of their runs (llama-bench's JSON gives every sample in `samples_ts`).
+of their runs (llama-bench's JSON gives every sample in `samples_ts`). The
+ratio is against the better of llama.cpp's two configurations.
 
 MBU for both engines comes from memwall's cost model (`memwall bench
 --cost-only`: bytes moved per token for the file and test) divided by the
@@ -57,9 +60,11 @@ def test_args(test):
     return (n, "0") if kind == "pp" else ("0", n)
 
 
-def llama_bench(args, path, test, threads):
+def llama_bench(args, path, test, threads, repack=True):
     p, n = test_args(test)
     cmd = [args.llama_bench, "-m", path, "-p", p, "-n", n, "-t", str(threads), "-r", str(args.reps), "-o", "json"]
+    if not repack:
+        cmd += ["--repack", "0"]
     rc, out, err = run(cmd, args.timeout)
     if rc != 0:
         return {"status": "failed", "error": last_line(err)}
@@ -146,19 +151,23 @@ def main():
             for test in tests:
                 log(f"{name} {test} t={t}: llama.cpp")
                 lc = llama_bench(args, path, test, t)
+                log(f"{name} {test} t={t}: llama.cpp --repack 0")
+                lc_plain = llama_bench(args, path, test, t, repack=False)
                 log(f"{name} {test} t={t}: memwall")
                 mw = memwall_bench(args, path, test, t)
                 bpt = cost.get(test, {}).get("bytes_per_token")
-                for r in (lc, mw):
+                for r in (lc, lc_plain, mw):
                     if r["status"] == "ok" and bpt is not None:
                         r["mbu"] = bpt * r["tokens_per_s"] / bw
-                ratio = (mw["tokens_per_s"] / lc["tokens_per_s"]
-                         if lc["status"] == "ok" and mw["status"] == "ok" else None)
-                rows.append((name, test, t, lc, mw, ratio))
-                raw.append({"file": path, "test": test, "threads": t, "bandwidth": bw,
-                            "bytes_per_token": bpt, "llama.cpp": lc, "memwall": mw, "ratio": ratio})
+                best = max((r for r in (lc, lc_plain) if r["status"] == "ok"),
+                           key=lambda r: r["tokens_per_s"], default=lc)
+                ratio = (mw["tokens_per_s"] / best["tokens_per_s"]
+                         if best["status"] == "ok" and mw["status"] == "ok" else None)
+                rows.append((name, test, t, lc, lc_plain, best, mw, ratio))
+                raw.append({"file": path, "test": test, "threads": t, "bandwidth": bw, "bytes_per_token": bpt,
+                            "llama.cpp": lc, "llama.cpp no-repack": lc_plain, "memwall": mw, "ratio": ratio})
                 write_outputs(args, probe, rows, raw, started)
-                log(f"  llama.cpp {fmt_ts(lc)} t/s, memwall {fmt_ts(mw)} t/s"
+                log(f"  llama.cpp {fmt_ts(lc)} / no-repack {fmt_ts(lc_plain)} t/s, memwall {fmt_ts(mw)} t/s"
                     + (f", ratio {ratio:.2f}" if ratio else "")
                     + (f" ({mw.get('error')})" if mw["status"] != "ok" else ""))
 
@@ -166,11 +175,13 @@ def main():
 
 
 def table(args, probe, rows, started):
-    lines = ["| file | test | threads | llama.cpp t/s | memwall t/s | memwall / llama.cpp | MBU llama.cpp | MBU memwall |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for name, test, t, lc, mw, ratio in rows:
-        lines.append(f"| {name} | {test} | {t} | {fmt_ts(lc)} | {fmt_ts(mw)} | "
-                     f"{'-' if ratio is None else f'{ratio:.2f}×'} | {fmt_pct(lc.get('mbu'))} | {fmt_pct(mw.get('mbu'))} |")
+    lines = ["| file | test | threads | llama.cpp t/s | llama.cpp --repack 0 | memwall t/s "
+             "| memwall / best llama.cpp | MBU llama.cpp (best) | MBU memwall |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, test, t, lc, lc_plain, best, mw, ratio in rows:
+        lines.append(f"| {name} | {test} | {t} | {fmt_ts(lc)} | {fmt_ts(lc_plain)} | {fmt_ts(mw)} | "
+                     f"{'-' if ratio is None else f'**{ratio:.2f}×**'} | {fmt_pct(best.get('mbu'))} "
+                     f"| {fmt_pct(mw.get('mbu'))} |")
     lines.append("")
     lines.append(f"Median of {args.reps} runs each; MBU against the probe's streaming-read bandwidth "
                  + ", ".join(f"{c['bandwidth'] / 1e9:.1f} GB/s at {c['threads']} thread(s)" for c in probe["by_threads"])
