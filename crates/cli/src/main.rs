@@ -41,6 +41,10 @@ enum Command {
     /// Predict latency, throughput, memory, energy and cost of a model on
     /// any hardware from its roofline; --validate checks it on this machine.
     Plan(commands::plan::Args),
+    /// Re-encode a GGUF model's weight matrices in another type (q4_0 ...
+    /// q8_0, q2_k ... q6_k, the q3_k_m / q4_k_m / q5_k_m mixes, f16, bf16),
+    /// with llama.cpp's rules for which tensors keep more bits.
+    Quantize(commands::quantize::Args),
 }
 
 fn main() {
@@ -60,6 +64,7 @@ fn main() {
         Command::Serve(a) => commands::serve::run(a),
         Command::BenchServe(a) => commands::bench_serve::run(a),
         Command::Plan(a) => commands::plan::run(a),
+        Command::Quantize(a) => commands::quantize::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -13,8 +13,8 @@
 //! formats, with an exact integer sum per group (see
 //! `matmul::reference::dot_kquant`).
 //!
-//! Quantizers for k-quants are not implemented yet: files made by
-//! llama.cpp's `llama-quantize` load and run, but memwall cannot write them.
+//! The quantizers (ggml's `quantize_row_q*_K_ref`, byte-identical) are in
+//! [`crate::kquant_quantize`]; `quant::quantize_row` dispatches to them.
 
 use crate::dtype::DType;
 use crate::quant::f16_at;
@@ -37,7 +37,7 @@ pub struct KBlock {
 
 /// Q4_K / Q5_K: 8 six-bit (scale, min) pairs packed in 12 bytes
 /// (ggml's `get_scale_min_k4`).
-fn scale_min_k4(j: usize, s: &[u8]) -> (i32, i32) {
+pub(crate) fn scale_min_k4(j: usize, s: &[u8]) -> (i32, i32) {
     if j < 4 {
         ((s[j] & 63) as i32, (s[j + 4] & 63) as i32)
     } else {

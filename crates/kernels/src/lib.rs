@@ -19,6 +19,7 @@
 pub mod attention;
 pub mod dtype;
 pub mod kquant;
+pub mod kquant_quantize;
 pub mod matmul;
 pub mod ops;
 pub mod pool;

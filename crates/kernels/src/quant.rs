@@ -162,7 +162,7 @@ pub fn quantize_row(dtype: DType, src: &[f32], dst: &mut [u8]) {
                 c.copy_from_slice(&f32_to_bf16(v).to_le_bytes());
             }
         }
-        _ if dtype.is_kquant() => panic!("{dtype}: k-quant quantizers are not implemented"),
+        _ if dtype.is_kquant() => crate::kquant_quantize::quantize_row_kquant(dtype, src, dst),
         _ => {
             for (x, b) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(bb)) {
                 quantize_block(dtype, x.try_into().unwrap(), b);

@@ -6,5 +6,6 @@ pub mod generate;
 pub mod inspect;
 pub mod logits;
 pub mod plan;
+pub mod quantize;
 pub mod serve;
 pub mod tokenize;
