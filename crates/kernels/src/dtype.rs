@@ -40,7 +40,8 @@ impl DType {
     pub const ALL: [DType; 8] =
         [DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0];
 
-    /// The k-quants (256-element super-blocks): computed with, not yet quantized to.
+    /// The k-quants (256-element super-blocks), quantized to by
+    /// [`crate::kquant_quantize`].
     pub const K_QUANTS: [DType; 5] = [DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K];
 
     /// Every type: [`DType::ALL`] then [`DType::K_QUANTS`].
@@ -124,11 +125,9 @@ impl DType {
         }
     }
 
-    /// The type named `name` (case-insensitive), one of [`DType::ALL`]: the
-    /// types memwall can quantize to (k-quants are not found until they
-    /// have quantizers, so that callers building weights fail cleanly).
+    /// The type named `name` (case-insensitive), one of [`DType::EVERY`].
     pub fn from_name(name: &str) -> Option<DType> {
-        DType::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(name))
+        DType::EVERY.into_iter().find(|t| t.name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -152,7 +151,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for t in DType::ALL {
+        for t in DType::EVERY {
             assert_eq!(DType::from_name(t.name()), Some(t));
         }
     }

@@ -208,7 +208,7 @@ impl SyntheticSpec {
         let shape = Shape::by_name(name)?;
         let dtype = DType::from_name(ty).ok_or_else(|| PerfError::UnknownType {
             name: ty.to_string(),
-            supported: DType::ALL.map(DType::name).join(", "),
+            supported: DType::EVERY.map(DType::name).join(", "),
         })?;
         let spec = SyntheticSpec { shape, dtype };
         spec.check()?;

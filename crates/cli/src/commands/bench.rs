@@ -34,7 +34,7 @@ pub struct Args {
     /// Benchmark random weights of a real model's shape instead of a file:
     /// SHAPE[:TYPE], e.g. tinyllama-1.1b:q4_0. Shapes: tinyllama-1.1b,
     /// llama-3.2-1b, qwen2.5-0.5b, llama-2-7b, smollm2-135m; types: f32, f16,
-    /// bf16, q4_0, q4_1, q5_0, q5_1, q8_0.
+    /// bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K ... q6_K.
     #[arg(long, value_name = "SHAPE[:TYPE]")]
     synthetic: Option<String>,
     /// With --synthetic: write the model to FILE as GGUF (llama.cpp tensor
