@@ -182,21 +182,30 @@ unsafe fn kquants<const HB: usize>(q: *const u8) -> [__m512i; 8] {
         w[k] = _mm512_and_si512(v, low);
         w[k + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), low);
     }
+    // The high bits of register k sit at bits HB·k .. of each byte of `h`:
+    // shift them to bit 4 (a shift by at most 4 either way never brings in a
+    // neighbouring byte's bits under the mask) and merge with one
+    // `w | (h' & mask)` (vpternlogd 0xF8).
     if HB == 1 {
-        let mut h = _mm512_loadu_si512(q.add(256) as *const __m512i);
-        let one = _mm512_set1_epi8(1);
-        for w in &mut w {
-            *w = _mm512_or_si512(*w, _mm512_slli_epi16::<4>(_mm512_and_si512(h, one)));
-            h = _mm512_srli_epi32::<1>(h);
-        }
+        let h = _mm512_loadu_si512(q.add(256) as *const __m512i);
+        let bit4 = _mm512_set1_epi8(0x10);
+        w[0] = _mm512_ternarylogic_epi32::<0xF8>(w[0], _mm512_slli_epi32::<4>(h), bit4);
+        w[1] = _mm512_ternarylogic_epi32::<0xF8>(w[1], _mm512_slli_epi32::<3>(h), bit4);
+        w[2] = _mm512_ternarylogic_epi32::<0xF8>(w[2], _mm512_slli_epi32::<2>(h), bit4);
+        w[3] = _mm512_ternarylogic_epi32::<0xF8>(w[3], _mm512_slli_epi32::<1>(h), bit4);
+        w[4] = _mm512_ternarylogic_epi32::<0xF8>(w[4], h, bit4);
+        w[5] = _mm512_ternarylogic_epi32::<0xF8>(w[5], _mm512_srli_epi32::<1>(h), bit4);
+        w[6] = _mm512_ternarylogic_epi32::<0xF8>(w[6], _mm512_srli_epi32::<2>(h), bit4);
+        w[7] = _mm512_ternarylogic_epi32::<0xF8>(w[7], _mm512_srli_epi32::<3>(h), bit4);
     } else if HB == 2 {
-        let three = _mm512_set1_epi8(3);
+        let bits45 = _mm512_set1_epi8(0x30);
         for half in 0..2 {
-            let mut h = _mm512_loadu_si512(q.add(256 + 64 * half) as *const __m512i);
-            for w in &mut w[4 * half..4 * half + 4] {
-                *w = _mm512_or_si512(*w, _mm512_slli_epi16::<4>(_mm512_and_si512(h, three)));
-                h = _mm512_srli_epi32::<2>(h);
-            }
+            let h = _mm512_loadu_si512(q.add(256 + 64 * half) as *const __m512i);
+            let w = &mut w[4 * half..4 * half + 4];
+            w[0] = _mm512_ternarylogic_epi32::<0xF8>(w[0], _mm512_slli_epi32::<4>(h), bits45);
+            w[1] = _mm512_ternarylogic_epi32::<0xF8>(w[1], _mm512_slli_epi32::<2>(h), bits45);
+            w[2] = _mm512_ternarylogic_epi32::<0xF8>(w[2], h, bits45);
+            w[3] = _mm512_ternarylogic_epi32::<0xF8>(w[3], _mm512_srli_epi32::<2>(h), bits45);
         }
     }
     w
