@@ -7,8 +7,8 @@
 //!   activations are quantized once per call to 8-bit blocks of 32 (ggml's
 //!   Q8_0), for Q4_1/Q5_1 to Q8_1 (with `s = d * sum(q)`, which carries the
 //!   weight offset `m`); then each block contributes
-//!   `d_w * d_x * sum_i(q_w[i] * q_x[i])` (`+ m_w * s_x`), the integer part
-//!   exact. Activation scales stay f32 (ggml rounds them to f16).
+//!   `d_w * d_x * sum_i(q_w[i] * q_x[i])` (`+ m_w * s_x`) by fused
+//!   multiply-adds, the integer part exact. Activation scales stay f32 (ggml rounds them to f16).
 //! - F32/F16/BF16 weights are converted in registers and multiplied with the
 //!   f32 activations (FMA).
 //! - Two layouts ([`Layout`]). **Tiles** (the default on CPUs with AVX-512

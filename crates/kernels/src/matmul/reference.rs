@@ -1,8 +1,8 @@
 //! Scalar reference dot kernels, one per weight type.
 //!
-//! Quantized rows follow ggml's `ggml_vec_dot_*_generic`: an exact integer
-//! sum per block, then `sumf += sumi * (d_w * d_x)` (`+ m_w * s_x`) in block
-//! order. K-quant rows use the same 32-element Q8_0 activation blocks (not
+//! Quantized rows follow ggml's x86 kernels: an exact integer sum per block,
+//! then `sumf = fma(sumi, d_w * d_x, sumf)` (then `sumf = fma(m_w, s_x, sumf)`)
+//! in block order. K-quant rows use the same 32-element Q8_0 activation blocks (not
 //! ggml's Q8_K): per super-block, for each activation block `c` the exact
 //! integer `isum_c = sum_g sc[g] * sum(q * q_x)` over its two groups of 16
 //! is folded into `a = fma(isum_c, d_x, a)` and the minimums into
@@ -76,7 +76,7 @@ fn dot_sym(dtype: DType, w: &[u8], x: &Q8Row) -> f32 {
         let q = block_ints(dtype, b);
         let xq = &x.qs[i * QK..(i + 1) * QK];
         let sumi: i32 = q.iter().zip(xq).map(|(&a, &b)| a * b as i32).sum();
-        sumf += sumi as f32 * (f16_at(b, 0) * x.d[i]);
+        sumf = (sumi as f32).mul_add(f16_at(b, 0) * x.d[i], sumf);
     }
     sumf
 }
@@ -88,7 +88,8 @@ fn dot_offset(dtype: DType, w: &[u8], x: &Q8Row) -> f32 {
         let q = block_ints(dtype, b);
         let xq = &x.qs[i * QK..(i + 1) * QK];
         let sumi: i32 = q.iter().zip(xq).map(|(&a, &b)| a * b as i32).sum();
-        sumf += sumi as f32 * (f16_at(b, 0) * x.d[i]) + f16_at(b, 2) * x.s[i];
+        sumf = (sumi as f32).mul_add(f16_at(b, 0) * x.d[i], sumf);
+        sumf = f16_at(b, 2).mul_add(x.s[i], sumf);
     }
     sumf
 }
