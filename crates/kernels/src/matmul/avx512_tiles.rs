@@ -148,6 +148,22 @@ macro_rules! by_tokens {
     };
 }
 
+/// Runs `$body` for `$t` = 0 .. `$n` (a const generic, at most 8) as
+/// straight-line code, so per-token accumulators stay in registers.
+macro_rules! each_token {
+    ($n:expr, $t:ident => $body:block) => {
+        each_token!(@ $n, $t, $body, 0 1 2 3 4 5 6 7)
+    };
+    (@ $n:expr, $t:ident, $body:block, $($i:literal)*) => {
+        $(
+            if $i < $n {
+                let $t: usize = $i;
+                $body
+            }
+        )*
+    };
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 unsafe fn tiles<const F: u8>(tile: &[u8], xs: &[Q8Row], out: &mut [[f32; 16]]) {
     by_tokens!(tile_n(F)(tile, xs, out))
@@ -256,17 +272,11 @@ unsafe fn ktile_n<const HB: usize, const OFF: i32, const MIN: bool, const N: usi
             _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(kt.sc() + 16 * g) as *const __m128i)))
         };
         let mut a = [zf; N];
-        let mut am = [zf; N];
         for c in 0..8 {
             let w = kquants::<HB>(p.add(kt.header() + c * kt.sub()));
             let (sc0, sc1) = if MIN { (scales(c), zf) } else { (scales(2 * c), scales(2 * c + 1)) };
-            let m = if MIN {
-                _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(kt.m() + 16 * c) as *const __m128i)))
-            } else {
-                zf
-            };
             let i = 8 * sb + c;
-            for t in 0..N {
+            each_token!(N, t => {
                 let x = &xs[t];
                 let xq = x.qs.as_ptr().add(i * QK) as *const i32;
                 let word = |k: usize| _mm512_set1_epi32(xq.add(k).read_unaligned());
@@ -291,22 +301,28 @@ unsafe fn ktile_n<const HB: usize, const OFF: i32, const MIN: bool, const N: usi
                     _mm512_fmadd_ps(sc1, h1, _mm512_mul_ps(sc0, h0))
                 };
                 a[t] = _mm512_fmadd_ps(isum, _mm512_set1_ps(*x.d.get_unchecked(i)), a[t]);
-                if MIN {
-                    let xs16 = x.xs16.as_ptr().add(2 * i);
-                    am[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(*xs16), am[t]);
-                    am[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(*xs16.add(1)), am[t]);
-                }
-            }
+            });
         }
         let dw = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
-        for t in 0..N {
+        each_token!(N, t => {
             acc[t] = _mm512_fmadd_ps(dw, a[t], acc[t]);
-        }
+        });
         if MIN {
-            let dmw = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i));
-            for t in 0..N {
-                acc[t] = _mm512_fnmadd_ps(dmw, am[t], acc[t]);
+            // The minimums, in their own pass so the one above keeps its registers.
+            let mut am = [zf; N];
+            for c in 0..8 {
+                let m =
+                    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(kt.m() + 16 * c) as *const __m128i)));
+                each_token!(N, t => {
+                    let xs16 = xs[t].xs16.as_ptr().add(2 * (8 * sb + c));
+                    am[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(*xs16), am[t]);
+                    am[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(*xs16.add(1)), am[t]);
+                });
             }
+            let dmw = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i));
+            each_token!(N, t => {
+                acc[t] = _mm512_fnmadd_ps(dmw, am[t], acc[t]);
+            });
         }
     }
     for t in 0..N {
