@@ -2,18 +2,53 @@
 
 Run by scripts/test-openai-client.sh, which starts the server and sets
 MEMWALL_BASE_URL (e.g. http://127.0.0.1:PORT/v1), MEMWALL_API_KEY and
-MEMWALL_MODEL. Plain asserts, no test framework: exits non-zero on failure.
+MEMWALL_MODEL (or pass --base-url, --api-key, --model). Plain asserts, no
+test framework: exits non-zero on failure.
+
+With --reference URL (scripts/test-mpi.sh: a split model under mpirun
+against one process on the same model), three greedy chat replies from the
+server under test, non-streaming and streaming, must equal the reference
+server's (with --tie-tolerance, a reply may leave the reference's at a near
+tie), and the three at once must answer as one at a time; --reference-only
+skips the rest of the suite.
 """
 
+import argparse
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 from openai import OpenAI
 
-BASE_URL = os.environ["MEMWALL_BASE_URL"]
-API_KEY = os.environ.get("MEMWALL_API_KEY", "unused")
-MODEL = os.environ["MEMWALL_MODEL"]
+
+def parse_args():
+    p = argparse.ArgumentParser(description="The openai client against memwall serve.")
+    p.add_argument("--base-url", default=os.environ.get("MEMWALL_BASE_URL"), help="the server under test, .../v1")
+    p.add_argument("--api-key", default=os.environ.get("MEMWALL_API_KEY", "unused"))
+    p.add_argument("--model", default=os.environ.get("MEMWALL_MODEL"), help="the served model name")
+    p.add_argument("--reference", metavar="URL", help="a server whose greedy chat replies must be the same")
+    p.add_argument(
+        "--tie-tolerance",
+        type=float,
+        default=0.0,
+        metavar="NATS",
+        help="a reply may leave the reference's at a token whose logprob under the reference is within NATS "
+        "of the reference's choice (default 0: the same text)",
+    )
+    p.add_argument("--reference-only", action="store_true", help="only compare with --reference")
+    args = p.parse_args()
+    if not args.base_url or not args.model:
+        p.error("give --base-url and --model (or MEMWALL_BASE_URL and MEMWALL_MODEL)")
+    if (args.reference_only or args.tie_tolerance) and not args.reference:
+        p.error("--reference-only and --tie-tolerance need --reference URL")
+    return args
+
+
+ARGS = parse_args()
+BASE_URL = ARGS.base_url
+API_KEY = ARGS.api_key
+MODEL = ARGS.model
 
 client = OpenAI(base_url=BASE_URL, api_key=API_KEY, max_retries=0, timeout=120)
 
@@ -195,20 +230,106 @@ def errors():
         assert e.status_code == 401
 
 
+# Greedy chat requests for the comparisons with --reference.
+SAME_CHATS = [
+    [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "What is the capital of France?"},
+    ],
+    [{"role": "user", "content": "Count from one to five."}],
+    [{"role": "user", "content": "Name three colours."}],
+]
+
+
+def greedy_chat(c, messages, stream=False):
+    """(text, finish_reason, completion_tokens) of a greedy chat reply from client `c`."""
+    args = dict(model=MODEL, messages=messages, max_tokens=24, temperature=0, seed=1)
+    if not stream:
+        r = c.chat.completions.create(**args)
+        return r.choices[0].message.content, r.choices[0].finish_reason, r.usage.completion_tokens
+    text, finish, usage = [], None, None
+    for chunk in c.chat.completions.create(**args, stream=True, stream_options={"include_usage": True}):
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            text.append(choice.delta.content or "")
+            finish = choice.finish_reason or finish
+    assert usage is not None, "no usage chunk"
+    return "".join(text), finish, usage.completion_tokens
+
+
+def greedy_chat_tokens(c, messages):
+    """The greedy reply's text and tokens, each with its logprob and top 5."""
+    r = c.chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=24, temperature=0, seed=1, logprobs=True, top_logprobs=5
+    )
+    return r.choices[0].message.content, r.choices[0].logprobs.content
+
+
+def equal_up_to_a_near_tie(messages, ref):
+    """The reply equals the reference's, or leaves it at a token the
+    reference ranks within --tie-tolerance of its own choice (a near tie
+    that a split's other order of additions may tip)."""
+    want_text, want = greedy_chat_tokens(ref, messages)
+    got_text, got = greedy_chat_tokens(client, messages)
+    if got_text == want_text:
+        return
+    assert ARGS.tie_tolerance > 0, ("non-streaming", got_text, want_text)
+    i = next((i for i, (g, w) in enumerate(zip(got, want)) if g.token != w.token), min(len(got), len(want)))
+    assert i < min(len(got), len(want)), ("one reply stops early", got_text, want_text)
+    top = {t.token: t.logprob for t in want[i].top_logprobs}
+    gap = want[i].logprob - top.get(got[i].token, float("-inf"))
+    why = f"token {i}: {got[i].token!r} is {gap:.3f} below the reference's {want[i].token!r}"
+    assert gap <= ARGS.tie_tolerance, (why, got_text, want_text)
+    print(f"     {why} (a near tie) in {want_text!r}")
+
+
+def same_as_reference():
+    ref = OpenAI(base_url=ARGS.reference, api_key=API_KEY, max_retries=0, timeout=120)
+    want = [greedy_chat(ref, m) for m in SAME_CHATS]
+    print(f"     reference {ARGS.reference} says: {want[0][0]!r}")
+    assert all(n > 0 for _, _, n in want), want
+    for messages, w in zip(SAME_CHATS, want):
+        got = greedy_chat(client, messages)
+        if got != w:
+            equal_up_to_a_near_tie(messages, ref)
+        assert greedy_chat(client, messages, stream=True) == got, ("streaming", messages)
+
+
+def at_once_as_one_at_a_time():
+    """Batch invariance: SAME_CHATS in flight together (steps batch several
+    sequences, and the later ones hit the prefix cache) answer as one at a time."""
+    alone = [greedy_chat(client, m) for m in SAME_CHATS]
+    with ThreadPoolExecutor(len(SAME_CHATS)) as pool:
+        together = list(pool.map(lambda m: greedy_chat(client, m), SAME_CHATS))
+    for t, a in zip(together, alone):
+        assert t == a, (t, a)
+
+
 def main():
     print(f"openai {openai.__version__} against {BASE_URL} ({MODEL})")
-    for name, fn in [
-        ("models.list", models_list),
-        ("chat.completions (non-streaming)", chat_non_streaming),
-        ("chat.completions (streaming, include_usage)", chat_streaming),
-        ("completions (non-streaming and streaming)", completions),
-        ("completions n=2 with stop", n_and_stop),
-        ("chat.completions logprobs=True, top_logprobs=3 (streaming and not)", chat_logprobs),
-        ("completions logprobs=2 (streaming and not)", completions_logprobs),
-        ("errors: 400 param, 404 model, 401 key", errors),
-    ]:
+    checks = []
+    if ARGS.reference:
+        tie = f", up to a near tie within {ARGS.tie_tolerance}" if ARGS.tie_tolerance else ""
+        checks += [
+            (f"{len(SAME_CHATS)} greedy chat.completions equal the reference's{tie} (non-streaming and streaming)",
+             same_as_reference),
+            (f"{len(SAME_CHATS)} greedy chat.completions at once equal them one at a time", at_once_as_one_at_a_time),
+        ]
+    if not ARGS.reference_only:
+        checks += [
+            ("models.list", models_list),
+            ("chat.completions (non-streaming)", chat_non_streaming),
+            ("chat.completions (streaming, include_usage)", chat_streaming),
+            ("completions (non-streaming and streaming)", completions),
+            ("completions n=2 with stop", n_and_stop),
+            ("chat.completions logprobs=True, top_logprobs=3 (streaming and not)", chat_logprobs),
+            ("completions logprobs=2 (streaming and not)", completions_logprobs),
+            ("errors: 400 param, 404 model, 401 key", errors),
+        ]
+    for name, fn in checks:
         check(name, fn)
-    print("all openai client checks passed")
+    print(f"all {len(checks)} openai client checks passed")
 
 
 if __name__ == "__main__":

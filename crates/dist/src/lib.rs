@@ -61,7 +61,6 @@ mod imp {
 #[cfg(feature = "mpi")]
 mod imp {
     use super::*;
-    use mpi::collective::SystemOperation;
     use mpi::topology::SimpleCommunicator;
     use mpi::traits::*;
     use mpi::Threading;
@@ -72,7 +71,7 @@ mod imp {
         rank: usize,
         size: usize,
         /// Serialises MPI calls (`MPI_THREAD_SERIALIZED` is all we ask for);
-        /// holds a scratch buffer for the all-reduce's send side.
+        /// holds the all-reduce's buffer of every rank's part.
         world: Mutex<(SimpleCommunicator, Vec<f32>)>,
         _universe: mpi::environment::Universe,
     }
@@ -102,12 +101,25 @@ mod imp {
             self.size
         }
 
+        /// Every rank's `x` gathered, then added in rank order
+        /// (`(x₀ + x₁) + x₂ …`, as [`ThreadGroup`](memwall_model::collective::ThreadGroup)
+        /// does) on every rank. Not `MPI_Allreduce`: Open MPI picks its
+        /// algorithm, and so the order of the additions, by message size, so
+        /// with 3 or more ranks the same rows summed in a step of another
+        /// token count came out with other bits (a prefix-cache hit then
+        /// changed greedy SmolLM2 text under `--tp 3`).
         fn all_reduce_sum(&self, x: &mut [f32]) {
+            if x.is_empty() {
+                return;
+            }
             let mut guard = self.world.lock().expect("unpoisoned");
-            let (world, send) = &mut *guard;
-            send.clear();
-            send.extend_from_slice(x);
-            world.all_reduce_into(&send[..], x, SystemOperation::sum());
+            let (world, gathered) = &mut *guard;
+            gathered.resize(x.len() * self.size, 0.0);
+            world.all_gather_into(&x[..], &mut gathered[..]);
+            x.copy_from_slice(&gathered[..x.len()]);
+            for part in gathered.chunks_exact(x.len()).skip(1) {
+                x.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+            }
         }
 
         fn send(&self, to: usize, x: &[f32]) {
