@@ -18,7 +18,20 @@
 //!   moved; norms count their weight vectors and `4 · d_model` FLOPs per row.
 //!
 //! Biases (Qwen2's QKV bias) and the softmax / RoPE / SwiGLU element-wise
-//! work are below 0.1% of a step and are not counted.
+//! work are below 0.1% of a step's FLOPs and are not counted as FLOPs.
+//!
+//! What FLOPs and bytes miss is counted apart, in [`Overhead`]: work whose
+//! time depends on neither, and which dominates a small model's step on a
+//! CPU (SmolLM2-135M's 128-token prefill on two cores spends about a fifth
+//! of its time quantizing activations and an eighth in SiLU and RoPE, all on
+//! one thread, and a decode step meets its thread pool 241 times). It counts
+//! barriers (one thread-pool dispatch per matmul and per attention, as the
+//! decoder runs them), activation elements quantized to 8 bits before a
+//! quantized matmul, and elements through the other element-wise kernels
+//! (norms, RoPE, SwiGLU / GELU, residual adds, KV writes). A planner turns
+//! them into time with a barrier latency and element rates measured on the
+//! machine (`memwall_perf::probe`); where a chip states none, they cost
+//! nothing (the pure roofline).
 //!
 //! ```text
 //! step = batch of sequences, sequence s: context c_s (already cached) and t_s new tokens
@@ -80,6 +93,14 @@ impl std::ops::AddAssign for Cost {
     fn add_assign(&mut self, o: Cost) {
         self.flops += o.flops;
         self.bytes += o.bytes;
+    }
+}
+
+impl std::ops::AddAssign for Overhead {
+    fn add_assign(&mut self, o: Overhead) {
+        self.barriers += o.barriers;
+        self.quantized += o.quantized;
+        self.elementwise += o.elementwise;
     }
 }
 
@@ -188,6 +209,31 @@ impl SeqStep {
     }
 }
 
+/// The work of a step that FLOPs and bytes do not measure: a fixed count
+/// per layer (barriers) and element counts that grow with the step's tokens
+/// but not with the parameter count.
+///
+/// Counted as memwall's decoder runs a layer (`decoder.rs`): separate Q, K
+/// and V matmuls (llama.cpp's converter writes them split), one dispatch per
+/// matmul and one for attention, and every element-wise kernel on the
+/// calling thread between dispatches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Overhead {
+    /// Thread-pool dispatches, each ending in a barrier: per layer Q, K, V,
+    /// attention, attention output and the feed-forward matrices (8 with
+    /// SwiGLU, 7 with GELU); one more for the output projection.
+    pub barriers: f64,
+    /// Activation elements quantized to 8 bits, one pass per matmul input
+    /// `[n_tokens, d_in]` (only for quantized weights; float weights take
+    /// the f32 activations as they are).
+    pub quantized: f64,
+    /// Elements through the other element-wise kernels, per token and layer:
+    /// two norms and two residual adds (`4 · d_model`), RoPE over Q and K
+    /// (`q_dim + kv_dim`), the KV write (`2 · kv_dim`) and the activation
+    /// (`d_ff`); per logit row the final norm (`d_model`).
+    pub elementwise: f64,
+}
+
 /// FLOPs and bytes of one step, per layer kind.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepCost {
@@ -195,6 +241,8 @@ pub struct StepCost {
     pub by_kind: Vec<(LayerKind, Cost)>,
     /// Tokens processed by the step.
     pub n_tokens: usize,
+    /// Work outside FLOPs and bytes; zero for an empty step.
+    pub overhead: Overhead,
 }
 
 impl StepCost {
@@ -276,6 +324,11 @@ impl CostModel {
             r => Cost { flops: 2.0 * r as f64 * d * c.vocab as f64, bytes: w.output },
         };
 
+        let overhead = match n {
+            0 => Overhead::default(),
+            _ => self.overhead(nf, logit_rows as f64),
+        };
+
         StepCost {
             by_kind: vec![
                 (LayerKind::Embedding, embedding),
@@ -286,6 +339,26 @@ impl CostModel {
                 (LayerKind::Output, output),
             ],
             n_tokens: n,
+            overhead,
+        }
+    }
+
+    /// [`Overhead`] of a step of `n_tokens` (> 0) rows, `logit_rows` of which
+    /// want logits.
+    fn overhead(&self, n_tokens: f64, logit_rows: f64) -> Overhead {
+        let c = &self.config;
+        let (d, q, kv, ff, layers) =
+            (c.d_model as f64, c.q_dim() as f64, c.kv_dim() as f64, c.d_ff as f64, c.n_layers as f64);
+        let ffn = ffn_matrices(c) as f64;
+        let has_output = if logit_rows > 0.0 { 1.0 } else { 0.0 };
+        // Inputs of Q, K, V (d each), attention output (q_dim), gate and up
+        // (d each; GELU: up only) and down (d_ff).
+        let quantized_per_token = 3.0 * d + q + (ffn - 1.0) * d + ff;
+        let elementwise_per_token = 4.0 * d + q + kv + 2.0 * kv + ff;
+        Overhead {
+            barriers: layers * (3.0 + 1.0 + 1.0 + ffn) + has_output,
+            quantized: layers * n_tokens * quantized_per_token + logit_rows * d,
+            elementwise: layers * n_tokens * elementwise_per_token + logit_rows * d,
         }
     }
 
@@ -414,6 +487,42 @@ mod tests {
         let run = m.decode_run(0, 3);
         let by_step: f64 = (0..3).map(|i| m.step(&[SeqStep::decode(i)]).total().flops).sum();
         assert_eq!(run.flops, by_step);
+    }
+
+    #[test]
+    fn decode_overhead_by_hand() {
+        let o = tiny_model().step(&[SeqStep::decode(3)]).overhead;
+        // 2 layers · (q, k, v, attention, output, gate, up, down) + logits
+        assert_eq!(o.barriers, 17.0);
+        // 2 · (3 · 8 + 8 + 2 · 8 + 16) + final row 8
+        assert_eq!(o.quantized, 136.0);
+        // 2 · (4 · 8 + 8 + 4 + 2 · 4 + 16) + final norm 8
+        assert_eq!(o.elementwise, 144.0);
+        assert_eq!(tiny_model().step(&[]).overhead, Overhead::default());
+    }
+
+    #[test]
+    fn barriers_scale_with_layers_not_width_or_tokens() {
+        let at = |c: ModelConfig, tokens: usize| {
+            CostModel::new(c.clone(), WeightBytes::uniform(&c, DType::Q8_0), 2.0)
+                .step(&[SeqStep::prefill(tokens)])
+                .overhead
+        };
+        let base = at(tiny(), 4);
+        let wide = at(ModelConfig { d_model: 64, d_ff: 128, ..tiny() }, 4);
+        let deep = at(ModelConfig { n_layers: 4, ..tiny() }, 4);
+        assert_eq!(wide.barriers, base.barriers);
+        assert_eq!(at(tiny(), 64).barriers, base.barriers);
+        // 8 per layer, 1 for the output projection
+        assert_eq!(deep.barriers - 1.0, 2.0 * (base.barriers - 1.0));
+        // Element counts grow with tokens and width, not with a fixed term.
+        let long = at(tiny(), 8);
+        assert_eq!(long.quantized - 8.0, 2.0 * (base.quantized - 8.0));
+        assert_eq!(long.elementwise - 8.0, 2.0 * (base.elementwise - 8.0));
+        assert!(wide.elementwise > 5.0 * base.elementwise);
+        // GELU blocks have one matrix fewer.
+        let gelu = at(ModelConfig { arch: crate::config::Arch::Gpt2, ..tiny() }, 4);
+        assert_eq!(gelu.barriers, base.barriers - 2.0);
     }
 
     #[test]

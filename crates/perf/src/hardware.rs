@@ -75,6 +75,23 @@ pub struct Hardware {
     /// Fraction of the peak a prefill step achieves (default 1).
     #[serde(default)]
     pub compute_efficiency: Option<f64>,
+    /// Latency of one thread-pool dispatch / kernel launch and the barrier
+    /// that ends it, µs: paid per [`memwall_model::cost::Overhead::barriers`]
+    /// (default 0: hidden, as the pure roofline assumes).
+    #[serde(default)]
+    pub barrier_us: Option<f64>,
+    /// Activation quantization on one thread, 10⁹ elements/s (default: free,
+    /// i.e. fused into the matmul or overlapped).
+    #[serde(default)]
+    pub quantize_gelems: Option<f64>,
+    /// The other element-wise kernels (norms, RoPE, SwiGLU, residual adds,
+    /// KV writes) on one thread, 10⁹ elements/s (default: free).
+    #[serde(default)]
+    pub elementwise_gelems: Option<f64>,
+    /// Attention over the KV cache, TFLOP/s (default: the weight type's
+    /// peak, as the matmuls).
+    #[serde(default)]
+    pub attention_tflops: Option<f64>,
     pub source: String,
 }
 
@@ -101,6 +118,27 @@ impl Hardware {
             }
     }
 
+    /// Seconds per barrier (0 when the entry states none).
+    pub fn barrier_s(&self) -> f64 {
+        self.barrier_us.unwrap_or(0.0) * 1e-6
+    }
+
+    /// Activation elements quantized per second, if the entry states it.
+    pub fn quantize_rate(&self) -> Option<f64> {
+        self.quantize_gelems.map(|g| g * 1e9)
+    }
+
+    /// Other element-wise elements per second, if the entry states it.
+    pub fn elementwise_rate(&self) -> Option<f64> {
+        self.elementwise_gelems.map(|g| g * 1e9)
+    }
+
+    /// Attention FLOP/s, if the entry states its own (no efficiency applies:
+    /// it is measured on the attention kernel itself).
+    pub fn attention_flops(&self) -> Option<f64> {
+        self.attention_tflops.map(|t| t * 1e12)
+    }
+
     pub fn dram_pj_per_bit(&self) -> f64 {
         self.dram_pj_per_bit.unwrap_or(DEFAULT_DRAM_PJ_PER_BIT)
     }
@@ -108,8 +146,10 @@ impl Hardware {
     /// This entry with the ceilings the probe measured: bandwidth, the f32
     /// peak (also used for f16, which memwall's CPU kernels compute in f32)
     /// and the int8 peak (also used for int4: Q4 weights run int8 dot
-    /// products on CPUs).
+    /// products on CPUs), and the overheads the probe measured (the entry's
+    /// own where the probe has none: an old probe file).
     pub fn with_probe(&self, c: &Ceilings, cpu: &str) -> Hardware {
+        let measured = |v: f64, scale: f64, own: Option<f64>| if v > 0.0 { Some(v / scale) } else { own };
         Hardware {
             description: format!(
                 "{} ({} thread(s), probed)",
@@ -122,6 +162,10 @@ impl Hardware {
             tops_int8: c.int8_flops / 1e12,
             tops_int4: None,
             memory_gb: memory_gb().unwrap_or(self.memory_gb),
+            barrier_us: measured(c.barrier_s, 1e-6, self.barrier_us),
+            quantize_gelems: measured(c.quantize_rate, 1e9, self.quantize_gelems),
+            elementwise_gelems: measured(c.elementwise_rate, 1e9, self.elementwise_gelems),
+            attention_tflops: measured(c.attention_flops, 1e12, self.attention_tflops),
             ..self.clone()
         }
     }
@@ -200,6 +244,25 @@ impl HardwareTable {
                     origin: origin.to_string(),
                     name: h.name.clone(),
                     problem: format!("{field} must be a positive number, got {v}"),
+                });
+            }
+            let rates = [
+                ("quantize_gelems", h.quantize_gelems),
+                ("elementwise_gelems", h.elementwise_gelems),
+                ("attention_tflops", h.attention_tflops),
+            ];
+            if let Some((field, Some(v))) = rates.iter().find(|(_, v)| v.is_some_and(|v| !(v.is_finite() && v > 0.0))) {
+                return Err(HardwareError::Invalid {
+                    origin: origin.to_string(),
+                    name: h.name.clone(),
+                    problem: format!("{field} must be a positive number, got {v}"),
+                });
+            }
+            if let Some(v) = h.barrier_us.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+                return Err(HardwareError::Invalid {
+                    origin: origin.to_string(),
+                    name: h.name.clone(),
+                    problem: format!("barrier_us must be a number >= 0, got {v}"),
                 });
             }
         }
@@ -295,10 +358,34 @@ mod tests {
     fn efficiencies_scale_the_ceilings_and_only_this_machine_has_them() {
         let t = HardwareTable::builtin();
         let this = t.get("this-machine").unwrap();
-        let c = Ceilings { threads: 2, bandwidth: 10e9, f32_flops: 1e11, int8_flops: 2e11 };
+        let c = Ceilings { threads: 2, bandwidth: 10e9, f32_flops: 1e11, int8_flops: 2e11, ..Default::default() };
         let probed = this.with_probe(&c, "cpu");
         assert!((probed.bandwidth() - 10e9 * this.bandwidth_efficiency.unwrap()).abs() < 1.0);
         assert!((probed.uncalibrated().peak_flops(ComputeClass::Int4) - 2e11).abs() < 1.0);
         assert!(t.entries.iter().filter(|h| !h.probe).all(|h| h.bandwidth_efficiency.is_none()));
+    }
+
+    #[test]
+    fn probed_overheads_replace_the_fallback_and_others_cost_nothing() {
+        let t = HardwareTable::builtin();
+        let this = t.get("this-machine").unwrap();
+        let old_file =
+            Ceilings { threads: 2, bandwidth: 10e9, f32_flops: 1e11, int8_flops: 2e11, ..Default::default() };
+        let fallback = this.with_probe(&old_file, "");
+        assert_eq!(fallback.barrier_us, this.barrier_us);
+        assert!(fallback.barrier_s() > 0.0 && fallback.attention_flops().is_some());
+        let c =
+            Ceilings { barrier_s: 4e-6, quantize_rate: 5e8, elementwise_rate: 2e9, attention_flops: 8e9, ..old_file };
+        let probed = this.with_probe(&c, "");
+        assert!((probed.barrier_s() - 4e-6).abs() < 1e-12);
+        assert_eq!(probed.quantize_rate().map(f64::round), Some(5e8));
+        assert_eq!(probed.elementwise_rate().map(f64::round), Some(2e9));
+        assert_eq!(probed.uncalibrated().attention_flops().map(f64::round), Some(8e9));
+        let a10 = t.get("a10").unwrap();
+        assert_eq!((a10.barrier_s(), a10.quantize_rate(), a10.attention_flops()), (0.0, None, None));
+        let neg = "[[hardware]]\nname='z'\nbandwidth_gbs=1.0\nmemory_gb=1.0\ntflops_f32=1.0\ntflops_f16=1.0\ntops_int8=1.0\nbarrier_us=-1.0\nsource='s'";
+        assert!(matches!(HardwareTable::parse(neg, "x"), Err(HardwareError::Invalid { .. })));
+        let zero_rate = neg.replace("barrier_us=-1.0", "attention_tflops=0.0");
+        assert!(matches!(HardwareTable::parse(&zero_rate, "x"), Err(HardwareError::Invalid { .. })));
     }
 }

@@ -73,7 +73,8 @@ fn memwall_loads_and_benchmarks_the_file() {
         assert_eq!(loaded.model.config, shape.config());
         let pool = ThreadPool::new(2);
         let cost = CostModel::new(shape.config(), WeightBytes::uniform(&shape.config(), dtype), 4.0);
-        let ceilings = Ceilings { threads: 2, bandwidth: 1e10, f32_flops: 1e11, int8_flops: 2e11 };
+        let ceilings =
+            Ceilings { threads: 2, bandwidth: 1e10, f32_flops: 1e11, int8_flops: 2e11, ..Default::default() };
         for test in [Test::Prompt(8), Test::Gen(3)] {
             let times = time_test(&loaded.model, &pool, test, 2, 1, &mut || {}).expect("runs");
             assert_eq!(times.len(), 2);

@@ -311,16 +311,16 @@ fn run_validate(args: &Args, threads: usize) -> Result<()> {
     }
     writeln!(
         out,
-        "| model | test | metric | measured ms | predicted ms | error | roofline ms | roofline error | bound | target | GB/s | GFLOP/s |"
+        "| model | test | metric | measured ms | predicted ms | error | roofline ms | roofline error | overhead ms | bound | target | GB/s | GFLOP/s |"
     )?;
     writeln!(
         out,
-        "| ----- | ---- | ------ | ----------: | -----------: | ----: | ----------: | -------------: | ----- | ------ | ---: | ------: |"
+        "| ----- | ---- | ------ | ----------: | -----------: | ----: | ----------: | -------------: | ----------: | ----- | ------ | ---: | ------: |"
     )?;
     for r in &rows {
         writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {:+.1}% | {} | {:+.1}% | {} | {} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {} | {} | {:+.1}% | {} | {:+.1}% | {} | {} | {} | {:.1} | {:.1} |",
             r.model,
             r.test,
             r.metric,
@@ -329,6 +329,7 @@ fn run_validate(args: &Args, threads: usize) -> Result<()> {
             r.error * 100.0,
             report::ms(r.roofline_ms),
             r.roofline_error * 100.0,
+            report::ms(r.overhead_ms),
             r.bound.name(),
             if validate::within_target(r) { "met" } else { "missed" },
             r.bandwidth / 1e9,
@@ -340,7 +341,8 @@ fn run_validate(args: &Args, threads: usize) -> Result<()> {
         out,
         "\n{} thread(s). targets: TPOT within 15%, TTFT within 25%. Ceilings probed before every run; \
          'predicted' scales them by the efficiencies calibrated once (bandwidth {}, compute {}, see data/hardware.toml); \
-         'roofline' uses them as probed.",
+         'roofline' uses them as probed; both add 'overhead' (attention, element-wise kernels and barriers at \
+         their probed rates).",
         threads,
         this.bandwidth_efficiency.unwrap_or(1.0),
         this.compute_efficiency.unwrap_or(1.0)

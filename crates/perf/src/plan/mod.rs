@@ -7,15 +7,19 @@
 //!
 //! ```text
 //! step time = max(FLOPs / peak FLOP/s, bytes moved / memory bandwidth)
+//!           + overhead (element-wise kernels, barriers: see [`roofline`])
 //! TTFT      = one prefill step over the batch's prompts
 //! TPOT      = mean decode step over the output (context grows from the prompt)
 //! e2e       = TTFT + TPOT · (output − 1)
 //! ```
 //!
-//! This is the analysis of LLM-Viewer and llm-analysis, and like theirs it is
-//! a bound: no overlap losses, no kernel launch or scheduling overhead. What
-//! makes memwall's different is [`validate`]: it runs the offline benchmark
-//! on this machine and reports predicted against measured.
+//! Without the overhead term this is the analysis of LLM-Viewer and
+//! llm-analysis, and like theirs a bound. The overhead term is what a small
+//! model on a CPU pays on top of it (per-layer barriers, single-threaded
+//! element-wise work, attention below the matmul peak); chips whose entry
+//! states no overhead rates get the pure roofline. What makes memwall's
+//! different is [`validate`]: it runs the offline benchmark on this machine
+//! and reports predicted against measured.
 //!
 //! Modules: [`shapes`] (named model shapes), [`roofline`] (phase times),
 //! [`subject`] (what `--model` names), [`energy`] (joules from bytes and

@@ -6,20 +6,22 @@
 //! the offline benchmark with the planner's roofline ([`super::roofline`]),
 //! runs them ([`crate::bench`]) and reports predicted against measured.
 //!
-//! Two predictions are reported: the pure roofline of the probed ceilings,
-//! and the same with the `this-machine` entry's efficiencies (the fraction
-//! of probed bandwidth a decode step and of probed matmul peak a prefill
-//! step achieve), calibrated once on one model and stated in
-//! `data/hardware.toml`; nothing is fitted per run. The ceilings are
-//! measured again right before every timed run (streaming-read bandwidth
-//! over the probe's buffer, and the matmul throughput of the model's own
-//! weight type on the probe's `[128, 2048] · [2048, 2048]` shape), so each
+//! Two predictions are reported: the roofline of the probed ceilings plus
+//! the probed overheads (barrier latency, element-wise rates, attention
+//! FLOP/s: see [`super::roofline`]), and the same with the `this-machine`
+//! entry's efficiencies (the fraction of probed bandwidth a decode step and
+//! of probed matmul peak a prefill step's matmuls achieve), calibrated once
+//! and stated in `data/hardware.toml`; nothing is fitted per run. The
+//! ceilings are measured again right before every timed run (streaming-read
+//! bandwidth over the probe's buffer, the matmul throughput of the model's
+//! own weight type on the probe's `[128, 2048] · [2048, 2048]` shape, and
+//! the overheads), so each
 //! prediction sees the machine load its measurement sees (the development
 //! machine is shared); the medians over runs are compared. The cost model is
 //! built from the tensor sizes of the file the benchmark runs, with the f16
 //! KV cache the benchmark uses.
 
-use super::roofline::{decode_phase, prefill_phase, Bound};
+use super::roofline::{decode_phase, prefill_phase, Bound, Phase};
 use super::WeightType;
 use crate::bench::{time_test, Test};
 use crate::hardware::{Hardware, HardwareTable};
@@ -49,28 +51,30 @@ pub struct Row {
     pub measured_ms: f64,
     /// (predicted − measured) / measured.
     pub error: f64,
-    /// The pure roofline (probed ceilings, efficiency 1) and its error.
+    /// The roofline of the probed ceilings (efficiency 1) with the probed
+    /// overheads, and its error.
     pub roofline_ms: f64,
     pub roofline_error: f64,
+    /// Of `predicted_ms`, what runs outside the matmuls' roofline:
+    /// attention at its probed rate, element-wise kernels and barriers.
+    pub overhead_ms: f64,
+    /// The probed barrier latency, µs.
+    pub barrier_us: f64,
     pub bound: Bound,
-    /// The ceilings predicted against: bytes/s and FLOP/s.
+    /// The ceilings predicted against: bytes/s, matmul FLOP/s and
+    /// attention FLOP/s.
     pub bandwidth: f64,
     pub peak_flops: f64,
+    pub attention_flops: f64,
 }
 
-/// The prediction of one benchmark test: milliseconds (TTFT for `pp`, TPOT
-/// for `tg`) and the bound.
-pub fn predict(cost: &CostModel, hw: &Hardware, weights: &WeightType, test: Test) -> (f64, Bound) {
+/// The prediction of one benchmark test: the phase whose step time is the
+/// test's TTFT (`pp`) or TPOT (`tg`).
+pub fn predict(cost: &CostModel, hw: &Hardware, weights: &WeightType, test: Test) -> Phase {
     match test {
-        Test::Prompt(n) => {
-            let p = prefill_phase(cost, hw, weights.class, 1, n);
-            (p.time_s * 1e3, p.bound)
-        }
+        Test::Prompt(n) => prefill_phase(cost, hw, weights.class, 1, n),
         // tg N decodes N tokens from an empty cache: contexts 0..N.
-        Test::Gen(n) => {
-            let p = decode_phase(cost, hw, weights.class, 1, 0, n + 1);
-            (p.time_s * 1e3, p.bound)
-        }
+        Test::Gen(n) => decode_phase(cost, hw, weights.class, 1, 0, n + 1),
     }
 }
 
@@ -124,6 +128,7 @@ fn validate_file(
         progress(&format!("{stem}: {}", test.name()));
         let per_token = if matches!(test, Test::Gen(_)) { test.n_tokens() as f64 } else { 1.0 };
         let (mut measured, mut predicted, mut raw, mut bws, mut peaks) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut overheads, mut barriers, mut attention) = (vec![], vec![], vec![]);
         let mut bound = Bound::Memory;
         for rep in 0..s.reps {
             // Ceilings right before the run: the shared machine's load changes.
@@ -133,14 +138,21 @@ fn validate_file(
                 bandwidth: probe::bandwidth(pool, probe::BANDWIDTH_BUFFER, 2),
                 f32_flops: flops,
                 int8_flops: flops,
+                barrier_s: probe::barrier_latency(pool, 5),
+                quantize_rate: probe::quantize_rate(5),
+                elementwise_rate: probe::elementwise_rate(5),
+                attention_flops: probe::attention_flops(pool, &config, 5),
             };
             let hw = base.with_probe(&ceilings, "");
             let t = time_test(&loaded.model, pool, test, 1, s.seed + rep as u64, &mut || {})?;
             measured.push(t[0].as_secs_f64() * 1e3 / per_token);
-            let (ms, b) = predict(&cost, &hw, &weights, test);
-            predicted.push(ms);
-            raw.push(predict(&cost, &hw.uncalibrated(), &weights, test).0);
-            bound = b;
+            let p = predict(&cost, &hw, &weights, test);
+            predicted.push(p.time_s * 1e3);
+            overheads.push((p.attention_s + p.elementwise_s + p.sync_s) * 1e3);
+            barriers.push(ceilings.barrier_s * 1e6);
+            attention.push(ceilings.attention_flops);
+            raw.push(predict(&cost, &hw.uncalibrated(), &weights, test).time_s * 1e3);
+            bound = p.bound;
             bws.push(ceilings.bandwidth);
             peaks.push(flops);
         }
@@ -155,9 +167,12 @@ fn validate_file(
             error: (predicted - measured) / measured,
             roofline_ms: raw,
             roofline_error: (raw - measured) / measured,
+            overhead_ms: median(overheads),
+            barrier_us: median(barriers),
             bound,
             bandwidth: median(bws),
             peak_flops: median(peaks),
+            attention_flops: median(attention),
         });
     }
     Ok(rows)
