@@ -54,6 +54,7 @@ mod avx2_kquant;
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512_tiles;
+mod huge_buffer;
 pub mod packed;
 pub mod reference;
 

@@ -39,6 +39,7 @@
 //! nothing but the order changes, and every result stays bit-identical to
 //! the scalar reference on the file's layout.
 
+use super::huge_buffer::HugeBuffer;
 use super::{Layout, MatRef};
 use crate::dtype::DType;
 use crate::kquant::{kblock, KBlock, QK_K};
@@ -48,18 +49,14 @@ use half::f16;
 /// Rows per tile: one 512-bit register of i32 or f32 lanes.
 pub const TILE_ROWS: usize = 16;
 
-/// A 64-byte-aligned line, so tile loads never split a cache line.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([u8; 64]);
-
 /// A weight matrix `[rows, cols]` in the tiled layout (see the module docs).
 pub struct PackedMat {
     pub dtype: DType,
     pub rows: usize,
     pub cols: usize,
-    lines: Vec<Line>,
-    len: usize,
+    /// The tiles, 2 MiB-aligned (so tile loads never split a cache line)
+    /// on huge pages where the OS grants them.
+    buf: HugeBuffer,
 }
 
 /// Whether `dtype` has a tiled layout.
@@ -227,35 +224,6 @@ fn stored(dtype: DType, header: bool, v: u8) -> u8 {
     }
 }
 
-/// `n` zeroed lines, on 2 MiB pages where the kernel grants them.
-///
-/// Decode streams every weight once per token, and on 4 KiB pages each page
-/// costs a TLB miss (a slow page walk under nested paging) and restarts the
-/// hardware prefetchers: `madvise(MADV_HUGEPAGE)` before the first write
-/// lets the kernel back the allocation's aligned 2 MiB ranges with huge
-/// pages (transparent huge pages in `madvise` or `always` mode; elsewhere a
-/// no-op).
-fn huge_page_lines(n: usize) -> Vec<Line> {
-    let mut lines: Vec<Line> = Vec::with_capacity(n);
-    #[cfg(target_os = "linux")]
-    {
-        // The whole 2 MiB pages inside the allocation.
-        const HUGE: usize = 2 << 20;
-        let at = lines.as_mut_ptr() as usize;
-        let (start, end) = (at.next_multiple_of(HUGE), (at + n * 64) / HUGE * HUGE);
-        if end > start {
-            // SAFETY: advice on a range of the vector's own, not yet touched,
-            // allocation; madvise never changes its contents and a failure
-            // is harmless.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    lines.resize(n, Line([0; 64]));
-    lines
-}
-
 impl PackedMat {
     /// Repacks a row-major matrix; `None` when its type has no tiled layout
     /// or it is already tiled.
@@ -268,9 +236,8 @@ impl PackedMat {
         let nb = w.cols / w.dtype.block_len();
         let tbb = tile_block_bytes(w.dtype);
         let len = w.rows.div_ceil(TILE_ROWS) * nb * tbb;
-        let mut lines = huge_page_lines(len.div_ceil(64));
-        // SAFETY: `Line` is 64 plain bytes; the slice covers `lines` exactly.
-        let out = unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<u8>(), lines.len() * 64) };
+        let mut buf = HugeBuffer::zeroed(len);
+        let out = buf.as_mut_slice();
         let rb = nb * bb;
         let ktile = KTile::of(w.dtype);
         let (header, _) = split(w.dtype);
@@ -300,7 +267,7 @@ impl PackedMat {
                 }
             }
         }
-        Some(PackedMat { dtype: w.dtype, rows: w.rows, cols: w.cols, lines, len })
+        Some(PackedMat { dtype: w.dtype, rows: w.rows, cols: w.cols, buf })
     }
 
     /// The kernels' view.
@@ -310,8 +277,7 @@ impl PackedMat {
 
     /// The tiled bytes (a multiple of 16 rows, padding included).
     pub fn bytes(&self) -> &[u8] {
-        // SAFETY: `Line` is 64 plain bytes and `len <= lines.len() * 64`.
-        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<u8>(), self.len) }
+        self.buf.as_slice()
     }
 }
 
