@@ -2,7 +2,9 @@
 //!
 //! Work items are (query block, query head): a query block is up to
 //! [`QUERY_BLOCK`] consecutive tokens of one sequence (a decode step's token
-//! is a block of one). Threads take contiguous ranges of items. An item reads
+//! is a block of one). Threads take items in turn (item `i` to thread
+//! `i mod n`): a prompt's later query blocks see more keys, and contiguous
+//! ranges left one thread most of the work. An item reads
 //! its sequence's K/V once for all its queries: chunks of up to 16 stored
 //! `[head_dim]` rows are widened to f32 (runs stored in f16 or 8 bits, the
 //! paged cache) and handed to the SIMD kernels of
@@ -25,7 +27,7 @@ use crate::config::ModelConfig;
 use crate::decoder::SeqInput;
 use crate::kv::{KvCache, KvRows};
 use memwall_kernels::attention::{self, CHUNK};
-use memwall_kernels::pool::{split_range, SharedOut};
+use memwall_kernels::pool::SharedOut;
 use memwall_kernels::ThreadPool;
 
 /// Consecutive queries of one sequence that share one pass over its K/V.
@@ -68,7 +70,7 @@ pub fn attend_batch(
         let mut scores: Vec<f32> = Vec::new();
         let mut acc: Vec<f32> = Vec::new();
         let (mut m, mut l) = (Vec::new(), Vec::new());
-        for item in split_range(n_items, 1, thread, n_threads) {
+        for item in (thread..n_items).step_by(n_threads) {
             let ((seq, t0, p0, nq), h) = (blocks[item / n_heads], item % n_heads);
             qs.clear();
             for qi in 0..nq {
