@@ -228,7 +228,7 @@ fn parallel_text(args: &Args, c: &memwall_model::ModelConfig) -> Result<String> 
         )
     };
     let mut t = format!(
-        "\nOn a {} Gb/s link with {} µs per message (ring all-reduce; no overlap with compute):\n",
+        "\nOn a {} Gb/s link with {} µs per message (all-reduce as a gather and a rank-ordered sum; no overlap with compute):\n",
         link.bits_per_s / 1e9,
         args.link_latency_us
     );

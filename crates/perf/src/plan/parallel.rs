@@ -3,10 +3,14 @@
 //!
 //! Tensor parallelism (Megatron-LM, as `memwall_model::shard`) does two
 //! all-reduces of the `[n_tokens, d_model]` f32 activations per layer per
-//! step. A ring all-reduce over N ranks takes 2(N−1) steps, each paying the
-//! link latency α and moving 1/N of the message at bandwidth β (Patarasuk &
-//! Yuan; what NCCL and Open MPI use for large messages): t = 2(N−1)(α + M/(Nβ)).
-//! Decode messages are a few KB, so on Ethernet the latency term dominates.
+//! step. memwall's all-reduce gathers every rank's part and adds the parts
+//! in rank order on every rank (`memwall_dist`: the sum must not depend on
+//! the message size, which MPI_Allreduce's algorithm choice does): a ring
+//! all-gather, N−1 steps each paying the link latency α and moving the
+//! whole message M at bandwidth β: t = (N−1)(α + M/β). At 2 ranks that moves
+//! the same bytes as a ring all-reduce (2(N−1) steps of M/N) with half its
+//! messages; beyond, N/2 times its bytes. Decode messages are a few KB, so
+//! on Ethernet the latency term dominates.
 //! A pipeline hands the activations on N−1 times per step and sends the
 //! logits back once: t = (N−1)(α + M/β) + α + logits/β (no overlap: one
 //! batch in flight, as memwall runs it today).
@@ -64,8 +68,8 @@ pub fn tensor_parallel(c: &ModelConfig, ranks: usize, tokens: usize, link: Link)
     let n = ranks.max(1) as f64;
     let message = (tokens * c.d_model * 4) as f64;
     let all_reduces = 2 * c.n_layers;
-    let hops = 2.0 * (n - 1.0);
-    let per_rank = hops * message / n;
+    let hops = n - 1.0;
+    let per_rank = hops * message;
     StepComm {
         messages: all_reduces,
         bytes_per_rank: all_reduces as f64 * per_rank,
@@ -96,14 +100,18 @@ mod tests {
     }
 
     #[test]
-    fn ring_all_reduce_of_a_decode_token() {
+    fn gathered_all_reduce_of_a_decode_token() {
         let link = Link::parse("25GbE", 10.0).unwrap();
         let t = tensor_parallel(&tinyllama(), 2, 1, link);
-        // 44 all-reduces of 8 KiB; a 2-rank ring sends half of it twice.
+        // 44 all-reduces of 8 KiB; at 2 ranks each sends its 8 KiB once.
         assert_eq!(t.messages, 44);
         assert_eq!(t.bytes_per_rank, 44.0 * 8192.0);
-        assert!((t.latency_s - 44.0 * 2.0 * 10e-6).abs() < 1e-12);
+        assert!((t.latency_s - 44.0 * 10e-6).abs() < 1e-12);
         assert!((t.transfer_s - 44.0 * 8192.0 / 3.125e9).abs() < 1e-12);
+        // 4 ranks: 3 steps of the whole message.
+        let t4 = tensor_parallel(&tinyllama(), 4, 1, link);
+        assert_eq!(t4.bytes_per_rank, 44.0 * 3.0 * 8192.0);
+        assert!((t4.latency_s - 44.0 * 3.0 * 10e-6).abs() < 1e-12);
         assert_eq!(tensor_parallel(&tinyllama(), 1, 1, link).seconds(), 0.0);
     }
 
