@@ -103,6 +103,8 @@ pub fn attend_batch(
                     let seen = &mut scores[qi * n..][..attention::visible(qi, base, n)];
                     let run_max = seen.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                     if run_max == f32::NEG_INFINITY {
+                        // Nothing to weigh (or only -inf / NaN scores): add nothing.
+                        seen.fill(0.0);
                         continue;
                     }
                     if run_max > m[qi] {
