@@ -41,8 +41,13 @@ fn request(i: usize, seeded: bool) -> Request {
     } else {
         SamplingParams::greedy()
     };
-    let params = GenerateParams { max_tokens: 8 + i % 13, sampling, stop: vec![], ignore_eos: true, logprobs: None };
+    let params = fixed_len(8 + i % 13, sampling);
     Request::new(prompt(i, 5 + (i * 7) % 40), params)
+}
+
+/// `max_tokens` tokens exactly (end of generation ignored), no stops.
+fn fixed_len(max_tokens: usize, sampling: SamplingParams) -> GenerateParams {
+    GenerateParams { max_tokens, sampling, stop: vec![], ignore_eos: true, logprobs: None }
 }
 
 fn alone(r: &Request) -> Completion {
@@ -91,13 +96,7 @@ fn overfilled_pool_preempts_and_every_request_completes_unchanged() {
 fn second_request_with_the_same_200_token_prefix_computes_only_the_suffix() {
     let e = engine(4096, 64);
     let shared = prompt(7, 200);
-    let params = GenerateParams {
-        max_tokens: 4,
-        sampling: SamplingParams::greedy(),
-        stop: vec![],
-        ignore_eos: true,
-        logprobs: None,
-    };
+    let params = fixed_len(4, SamplingParams::greedy());
     let mut first = shared.clone();
     first.extend([5, 6, 7]);
     let a = e.submit(Request::new(first, params.clone())).unwrap().wait().unwrap().remove(0);
@@ -118,13 +117,7 @@ fn second_request_with_the_same_200_token_prefix_computes_only_the_suffix() {
 #[test]
 fn parallel_samples_share_the_prompt_and_match_separate_requests() {
     let e = engine(4096, 64);
-    let params = GenerateParams {
-        max_tokens: 12,
-        sampling: SamplingParams { seed: Some(40), ..SamplingParams::default() },
-        stop: vec![],
-        ignore_eos: true,
-        logprobs: None,
-    };
+    let params = fixed_len(12, SamplingParams { seed: Some(40), ..SamplingParams::default() });
     // 21 tokens: the second block is partial and shared until each sample writes it.
     let r = Request { n: 3, ..Request::new(prompt(3, 21), params.clone()) };
     let samples = e.submit(r.clone()).unwrap().wait().unwrap();
@@ -142,13 +135,7 @@ fn parallel_samples_share_the_prompt_and_match_separate_requests() {
 #[test]
 fn cancel_frees_blocks_and_reports_cancelled() {
     let e = engine(4, 64);
-    let params = GenerateParams {
-        max_tokens: 200,
-        sampling: SamplingParams::greedy(),
-        stop: vec![],
-        ignore_eos: true,
-        logprobs: None,
-    };
+    let params = fixed_len(200, SamplingParams::greedy());
     let h = e.submit(Request::new(prompt(1, 50), params)).unwrap();
     // Wait for the first token, then cancel.
     while !matches!(h.recv(), Some(Event::Token { .. })) {}
@@ -170,13 +157,7 @@ fn cancel_frees_blocks_and_reports_cancelled() {
 #[test]
 fn bad_requests_are_refused_at_submit() {
     let e = engine(64, 4);
-    let params = GenerateParams {
-        max_tokens: 10,
-        sampling: SamplingParams::greedy(),
-        stop: vec![],
-        ignore_eos: true,
-        logprobs: None,
-    };
+    let params = fixed_len(10, SamplingParams::greedy());
     let too_big = e.submit(Request::new(prompt(0, 60), params.clone()));
     assert!(matches!(too_big, Err(EngineError::NeverFits { tokens: 70, capacity: 64 })), "{:?}", too_big.err());
     assert!(matches!(e.submit(Request::new(vec![], params.clone())), Err(EngineError::EmptyPrompt)));
@@ -190,13 +171,7 @@ fn bad_requests_are_refused_at_submit() {
 #[test]
 fn shutdown_cancels_pending_requests() {
     let e = engine(4, 64);
-    let params = GenerateParams {
-        max_tokens: 200,
-        sampling: SamplingParams::greedy(),
-        stop: vec![],
-        ignore_eos: true,
-        logprobs: None,
-    };
+    let params = fixed_len(200, SamplingParams::greedy());
     let handles: Vec<_> = (0..3).map(|i| e.submit(Request::new(prompt(i, 30), params.clone())).unwrap()).collect();
     e.shutdown();
     for h in handles {
@@ -214,13 +189,7 @@ fn shutdown_cancels_pending_requests() {
 #[test]
 fn dropping_a_handle_cancels_its_request() {
     let e = engine(4, 64);
-    let params = GenerateParams {
-        max_tokens: 200,
-        sampling: SamplingParams::greedy(),
-        stop: vec![],
-        ignore_eos: true,
-        logprobs: None,
-    };
+    let params = fixed_len(200, SamplingParams::greedy());
     drop(e.submit(Request::new(prompt(1, 50), params)).unwrap());
     // Commands are handled in order: the cancel lands before this request.
     e.submit(request(2, false)).unwrap().wait().unwrap();
@@ -280,13 +249,7 @@ fn engine_greedy_matches_transformers_on_every_fixture() {
             ..EngineConfig::default()
         };
         let e = Engine::new(Arc::new(loaded.model), Arc::new(loaded.tokenizer), config).unwrap();
-        let params = GenerateParams {
-            max_tokens: want.len(),
-            sampling: SamplingParams::greedy(),
-            stop: vec![],
-            ignore_eos: true,
-            logprobs: None,
-        };
+        let params = fixed_len(want.len(), SamplingParams::greedy());
         let noise: Vec<u32> = (0..11).map(|i| 3 + i * 5).collect();
         let other = e.submit(Request::new(noise, params.clone())).unwrap();
         let got = e.submit(Request::new(prompt, params)).unwrap().wait().unwrap().remove(0);
