@@ -8,11 +8,13 @@
 # `--features mpi` into its own target directory, ${CARGO_TARGET_DIR:-target}/mpi
 # (so the default build stays MPI-free; MEMWALL_MPI_TARGET_DIR overrides it),
 # then with `mpirun` on this machine:
-#   1. `memwall logits` under --tp 2 and --pp 2 matches the single process
-#      within 1e-3 on every committed fixture model (all vocab logits, every
-#      position);
+#   1. `memwall logits` under --tp 2, --pp 2 and --tp 2 --pp 2 (4 processes)
+#      matches the single process within 1e-3 on every committed fixture
+#      model (all vocab logits, 40 positions, which a pipeline runs as
+#      micro-batches), --pp 2 bit for bit;
 #   2. greedy `memwall generate` on the default SmolLM2 gives the same ids
-#      under --pp 2, and under --tp 3 with 3 processes the same ids or ids
+#      under --pp 2 (for a short prompt and a 79-token one whose prefill
+#      runs as micro-batches), and under --tp 3 with 3 processes the same ids or ids
 #      that first differ at a near tie (within TIE logits in the single
 #      process); its 9 heads and 3 kv heads do not divide by 2, which must
 #      be refused with a clear error;
@@ -145,21 +147,26 @@ print(worst)
 EOF
 }
 
-step "memwall logits under --tp 2 and --pp 2 vs one process, every fixture model"
-TOKENS=1,5,9,42,7,3,100,2,8,13,21,34
+step "memwall logits under --tp 2, --pp 2 and --tp 2 --pp 2 vs one process, every fixture model"
+# 40 positions: under --pp the step runs as 2 micro-batches of 20 tokens.
+TOKENS=$(python3 -c 'print(",".join(str((i * 37 + 5) % 500) for i in range(40)))')
 for model in tests/fixtures/models/*.gguf; do
     "$BIN" logits -m "$model" --tokens "$TOKENS" --top 100000 -t 1 >"$WORK/one.json"
-    for split in "--tp 2" "--pp 2"; do
+    for split in "2 --tp 2" "2 --pp 2" "4 --tp 2 --pp 2"; do
+        read -r np flags <<<"$split"
         # shellcheck disable=SC2086
-        if ! mpi -np 2 "$BIN" logits -m "$model" --tokens "$TOKENS" --top 100000 $split >"$WORK/split.json"; then
-            fail "$(basename "$model") $split: mpirun failed"
+        if ! mpi -np "$np" "$BIN" logits -m "$model" --tokens "$TOKENS" --top 100000 -t 1 $flags >"$WORK/split.json"; then
+            fail "$(basename "$model") $flags: mpirun failed"
             continue
         fi
         diff=$(compare_logits "$WORK/one.json" "$WORK/split.json")
-        if python3 -c "import sys; sys.exit(0 if $diff <= 1e-3 else 1)"; then
-            pass "$(basename "$model") $split: max |logit difference| $diff"
+        # A pipeline alone runs every layer whole: the same bits.
+        limit=1e-3
+        [[ $flags == "--pp 2" ]] && limit=0
+        if python3 -c "import sys; sys.exit(0 if $diff <= $limit else 1)"; then
+            pass "$(basename "$model") $flags: max |logit difference| $diff"
         else
-            fail "$(basename "$model") $split: max |logit difference| $diff > 1e-3"
+            fail "$(basename "$model") $flags: max |logit difference| $diff > $limit"
         fi
     done
 done
@@ -172,7 +179,7 @@ SMOLLM2="$MEMWALL_MODELS/SmolLM2-135M-Instruct.Q4_1.gguf"
 # rounding the activations to 8 bits can tip a near tie (docs/parallel.md).
 TIE=0.5
 PROMPT="The capital of France is"
-GREEDY=(-m "$SMOLLM2" -p "$PROMPT" -n 24 --temperature 0 --json)
+GREEDY=(-m "$SMOLLM2" -n 24 --temperature 0 --json)
 
 # same_greedy ONE SPLIT TIE: whether two `generate --json` outputs have the
 # same ids, or differ first where one process ranks the split's token at
@@ -198,19 +205,27 @@ sys.exit(print(f"{why}: a near tie") if gap <= tie else f"{why}: more than {tie}
 EOF
 }
 
-"$BIN" generate "${GREEDY[@]}" -t 1 >"$WORK/one.gen" 2>/dev/null
-for run in "2 --pp 2 0" "3 --tp 3 $TIE"; do
-    read -r np flag n tie <<<"$run"
-    if ! mpi -np "$np" "$BIN" generate "${GREEDY[@]}" "$flag" "$n" >"$WORK/split.gen" 2>"$WORK/err"; then
-        fail "SmolLM2 greedy under $flag $n: mpirun failed"
+# A 79-token prompt: its prefill runs as 4 pipeline micro-batches.
+LONG="The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. \
+It is named after the engineer Gustave Eiffel, whose company designed and built the tower from 1887 \
+to 1889. Locally nicknamed the Iron Lady, it was built as the centrepiece of the 1889 World's Fair, and"
+"$BIN" generate "${GREEDY[@]}" -p "$PROMPT" -t 1 >"$WORK/one.gen" 2>/dev/null
+"$BIN" generate "${GREEDY[@]}" -p "$LONG" -t 1 >"$WORK/one-long.gen" 2>/dev/null
+for run in "2 --pp 2 0 one" "2 --pp 2 0 one-long" "3 --tp 3 $TIE one"; do
+    read -r np flag n tie ref <<<"$run"
+    prompt=$PROMPT
+    [[ $ref == one-long ]] && prompt=$LONG
+    what="SmolLM2 greedy under $flag $n (${#prompt}-character prompt)"
+    if ! mpi -np "$np" "$BIN" generate "${GREEDY[@]}" -p "$prompt" "$flag" "$n" >"$WORK/split.gen" 2>"$WORK/err"; then
+        fail "$what: mpirun failed"
         tail -n 20 "$WORK/err"
-    elif verdict=$(same_greedy "$WORK/one.gen" "$WORK/split.gen" "$tie" 2>&1); then
-        pass "SmolLM2 greedy under $flag $n: $verdict"
+    elif verdict=$(same_greedy "$WORK/$ref.gen" "$WORK/split.gen" "$tie" 2>&1); then
+        pass "$what: $verdict"
     else
-        fail "SmolLM2 greedy under $flag $n: $verdict"
+        fail "$what: $verdict"
     fi
 done
-if mpi -np 2 "$BIN" generate "${GREEDY[@]}" --tp 2 >/dev/null 2>"$WORK/err"; then
+if mpi -np 2 "$BIN" generate "${GREEDY[@]}" -p "$PROMPT" --tp 2 >/dev/null 2>"$WORK/err"; then
     fail "SmolLM2 --tp 2 (9 heads) should be refused"
 elif grep -q "n_heads (9)" "$WORK/err"; then
     pass "SmolLM2 --tp 2 is refused: $(grep -m1 -o 'tensor parallelism over 2 ranks[^:]*' "$WORK/err")"

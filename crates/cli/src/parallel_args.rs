@@ -9,11 +9,14 @@ pub struct ParallelArgs {
     /// Tensor parallelism: split every layer's heads and MLP over N
     /// processes started with `mpirun -np N` (each holds 1/N of the layer
     /// weights and the KV cache of its heads). Needs a build with
-    /// `--features mpi`.
+    /// `--features mpi`. With --pp P: N ranks in each of P stages,
+    /// `mpirun -np N·P`.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub tp: u64,
     /// Pipeline parallelism: split the layers into N contiguous stages, one
-    /// per process started with `mpirun -np N`. Needs `--features mpi`.
+    /// per process started with `mpirun -np N` (a step of 32 tokens or more
+    /// runs as micro-batches that keep the stages busy together). Needs
+    /// `--features mpi`.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub pp: u64,
 }
@@ -27,7 +30,7 @@ pub struct Parallel {
 
 impl Parallel {
     pub fn whole() -> Parallel {
-        Parallel { split: Split::Whole, comm: Arc::new(SingleProcess) }
+        Parallel { split: Split::WHOLE, comm: Arc::new(SingleProcess) }
     }
 
     pub fn rank(&self) -> usize {
@@ -50,7 +53,7 @@ impl ParallelArgs {
         let (tp, pp) = (self.tp as usize, self.pp as usize);
         let Some(comm) = memwall_dist::init(tp * pp)? else { return Ok(Parallel::whole()) };
         let split = Split::new(tp, pp, comm.rank(), comm.size())?;
-        if split == Split::Whole && comm.size() > 1 {
+        if split == Split::WHOLE && comm.size() > 1 {
             bail!(
                 "{} processes were started but neither --tp nor --pp was given: add --tp {0} or --pp {0}",
                 comm.size()

@@ -61,23 +61,27 @@ mod imp {
 #[cfg(feature = "mpi")]
 mod imp {
     use super::*;
-    use mpi::topology::SimpleCommunicator;
+    use mpi::topology::{Color, SimpleCommunicator};
     use mpi::traits::*;
     use mpi::Threading;
     use std::sync::Mutex;
 
-    /// `MPI_COMM_WORLD`; MPI is finalised when the last handle drops.
+    /// A communicator (`MPI_COMM_WORLD`, or a group split from it); MPI is
+    /// finalised when the last handle drops.
     struct Mpi {
         rank: usize,
         size: usize,
-        /// Serialises MPI calls (`MPI_THREAD_SERIALIZED` is all we ask for);
-        /// holds the all-reduce's buffer of every rank's part.
-        world: Mutex<(SimpleCommunicator, Vec<f32>)>,
-        _universe: mpi::environment::Universe,
+        comm: SimpleCommunicator,
+        /// Serialises this process's MPI calls on every communicator
+        /// (`MPI_THREAD_SERIALIZED` is all we ask for); holds the
+        /// all-reduce's buffer of every rank's part.
+        lock: Arc<Mutex<Vec<f32>>>,
+        /// Dropped after `comm` (fields drop in order): finalises MPI last.
+        _universe: Arc<mpi::environment::Universe>,
     }
 
-    // SAFETY: every use of the communicator goes through the mutex, and MPI
-    // was initialised with at least MPI_THREAD_SERIALIZED, which allows calls
+    // SAFETY: every use of a communicator goes through `lock`, and MPI was
+    // initialised with at least MPI_THREAD_SERIALIZED, which allows calls
     // from any thread one at a time.
     unsafe impl Send for Mpi {}
     unsafe impl Sync for Mpi {}
@@ -87,9 +91,10 @@ mod imp {
         if level < Threading::Serialized {
             return Err(DistError::Threading(format!("{level:?}")));
         }
-        let world = universe.world();
-        let (rank, size) = (world.rank() as usize, world.size() as usize);
-        Ok(Some(Arc::new(Mpi { rank, size, world: Mutex::new((world, Vec::new())), _universe: universe })))
+        let comm = universe.world();
+        let (rank, size) = (comm.rank() as usize, comm.size() as usize);
+        let lock = Arc::new(Mutex::new(Vec::new()));
+        Ok(Some(Arc::new(Mpi { rank, size, comm, lock, _universe: Arc::new(universe) })))
     }
 
     impl Collective for Mpi {
@@ -112,10 +117,9 @@ mod imp {
             if x.is_empty() {
                 return;
             }
-            let mut guard = self.world.lock().expect("unpoisoned");
-            let (world, gathered) = &mut *guard;
+            let mut gathered = self.lock.lock().expect("unpoisoned");
             gathered.resize(x.len() * self.size, 0.0);
-            world.all_gather_into(&x[..], &mut gathered[..]);
+            self.comm.all_gather_into(&x[..], &mut gathered[..]);
             x.copy_from_slice(&gathered[..x.len()]);
             for part in gathered.chunks_exact(x.len()).skip(1) {
                 x.iter_mut().zip(part).for_each(|(a, b)| *a += b);
@@ -123,24 +127,33 @@ mod imp {
         }
 
         fn send(&self, to: usize, x: &[f32]) {
-            let guard = self.world.lock().expect("unpoisoned");
-            guard.0.process_at_rank(to as i32).send(x);
+            let _serial = self.lock.lock().expect("unpoisoned");
+            self.comm.process_at_rank(to as i32).send(x);
         }
 
         fn recv(&self, from: usize, x: &mut [f32]) {
-            let guard = self.world.lock().expect("unpoisoned");
-            let status = guard.0.process_at_rank(from as i32).receive_into(x);
+            let _serial = self.lock.lock().expect("unpoisoned");
+            let status = self.comm.process_at_rank(from as i32).receive_into(x);
             let n = status.count(f32::equivalent_datatype()) as usize;
             assert_eq!(n, x.len(), "rank {from} sent {n} values, rank {} expected {}", self.rank, x.len());
         }
 
         fn broadcast_bytes(&self, root: usize, buf: &mut Vec<u8>) {
-            let guard = self.world.lock().expect("unpoisoned");
-            let root = guard.0.process_at_rank(root as i32);
+            let _serial = self.lock.lock().expect("unpoisoned");
+            let root = self.comm.process_at_rank(root as i32);
             let mut len = buf.len() as u64;
             root.broadcast_into(&mut len);
             buf.resize(len as usize, 0);
             root.broadcast_into(&mut buf[..]);
+        }
+
+        /// `MPI_Comm_split` by `color`, ranked by this communicator's rank.
+        fn split(&self, color: usize) -> Arc<dyn Collective> {
+            let _serial = self.lock.lock().expect("unpoisoned");
+            let color = Color::with_value(i32::try_from(color).expect("a colour fits an MPI int"));
+            let comm = self.comm.split_by_color(color).expect("a defined colour gives a communicator");
+            let (rank, size) = (comm.rank() as usize, comm.size() as usize);
+            Arc::new(Mpi { rank, size, comm, lock: self.lock.clone(), _universe: self._universe.clone() })
         }
     }
 }

@@ -6,7 +6,7 @@
 use memwall_engine::engine::plan::run_worker;
 use memwall_engine::{Engine, EngineConfig, GenerateParams, KvCacheConfig, Request, SamplingParams};
 use memwall_model::collective::ThreadGroup;
-use memwall_model::{load, load_split, Collective, Shard, Split};
+use memwall_model::{load, load_split, Collective, Split};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -38,27 +38,38 @@ fn generate(engine: &Engine) -> Vec<Vec<u32>> {
     let prompt: Vec<u32> = (1..20).map(|i| (i * 37 % 500) as u32).collect();
     let mut longer = prompt.clone();
     longer.extend([5, 6, 7, 8, 9, 10]); // 25 tokens: the samples share a partial block
+                                        // 50 tokens: a pipeline runs its prefill as micro-batches.
+    let long: Vec<u32> = (0..50).map(|i| (i * 53 % 500) as u32).collect();
     let requests = [
         Request::new(prompt, greedy.clone()),
         Request { n: 3, ..Request::new(longer, seeded) },
-        Request::new(vec![42, 43], greedy),
+        Request::new(vec![42, 43], greedy.clone()),
+        Request::new(long, greedy),
     ];
     requests.into_iter().flat_map(|r| engine.submit(r).unwrap().wait().unwrap().into_iter().map(|c| c.ids)).collect()
 }
 
-fn split_run(make: fn(Shard) -> Split) -> Vec<Vec<u32>> {
-    let mut groups = ThreadGroup::new(2);
-    let worker_comm: Arc<dyn Collective> = Arc::new(groups.pop().unwrap());
-    let worker = std::thread::spawn(move || {
-        let m = load_split(&fixture(), make(Shard { rank: 1, size: 2 }), worker_comm, &mut |_, _| {}).unwrap();
-        run_worker(Arc::new(m.model), 1).unwrap();
-    });
+/// The ids of [`generate`] with the model split as `split(rank)` over
+/// `size` ranks, rank 0 running the engine and the others [`run_worker`].
+fn split_run(size: usize, split: fn(usize) -> Split) -> Vec<Vec<u32>> {
+    let mut groups = ThreadGroup::new(size);
+    let workers: Vec<_> = groups
+        .drain(1..)
+        .map(|g| {
+            std::thread::spawn(move || {
+                let split = split(g.rank());
+                let comm: Arc<dyn Collective> = Arc::new(g);
+                let m = load_split(&fixture(), split, comm, &mut |_, _| {}).unwrap();
+                run_worker(Arc::new(m.model), 1).unwrap();
+            })
+        })
+        .collect();
     let comm: Arc<dyn Collective> = Arc::new(groups.pop().unwrap());
-    let loaded = load_split(&fixture(), make(Shard { rank: 0, size: 2 }), comm, &mut |_, _| {}).unwrap();
+    let loaded = load_split(&fixture(), split(0), comm, &mut |_, _| {}).unwrap();
     let engine = Engine::new(Arc::new(loaded.model), Arc::new(loaded.tokenizer), config()).unwrap();
     let ids = generate(&engine);
     engine.shutdown();
-    worker.join().unwrap();
+    workers.into_iter().for_each(|w| w.join().unwrap());
     ids
 }
 
@@ -68,7 +79,8 @@ fn split_engines_generate_the_whole_models_tokens() {
     let engine = Engine::new(Arc::new(loaded.model), Arc::new(loaded.tokenizer), config()).unwrap();
     let want = generate(&engine);
     engine.shutdown();
-    assert_eq!(want.len(), 5);
-    assert_eq!(split_run(Split::Pipeline), want, "pipeline");
-    assert_eq!(split_run(Split::Tensor), want, "tensor");
+    assert_eq!(want.len(), 6);
+    assert_eq!(split_run(2, |r| Split::new(1, 2, r, 2).unwrap()), want, "pipeline");
+    assert_eq!(split_run(2, |r| Split::new(2, 1, r, 2).unwrap()), want, "tensor");
+    assert_eq!(split_run(4, |r| Split::new(2, 2, r, 4).unwrap()), want, "tensor and pipeline");
 }

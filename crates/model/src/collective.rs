@@ -1,9 +1,11 @@
 //! The communication a split model needs, behind one small trait.
 //!
-//! A model split over several processes ([`crate::shard`]) needs four
+//! A model split over several processes ([`crate::shard`]) needs five
 //! operations: an all-reduce (sum) after each row-parallel projection of
 //! tensor parallelism (Megatron-LM), a send and a receive of activations
-//! between pipeline stages, and a broadcast of each step's plan from rank 0.
+//! between pipeline stages, a broadcast of each step's plan from rank 0,
+//! and, when both splits are combined, a split of the ranks into the
+//! tensor-parallel group of each pipeline stage.
 //! They sit behind [`Collective`] so that this crate never depends on MPI:
 //! `memwall-dist` implements it over MPI, [`SingleProcess`] is the no-op of an
 //! unsplit model (the forward pass then computes exactly what it computed
@@ -15,6 +17,7 @@
 //! lengths, as with MPI; all of them block until the peers take part.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Condvar, Mutex};
 
 /// Collective and point-to-point operations among the ranks of one model.
@@ -32,6 +35,9 @@ pub trait Collective: Send + Sync {
     fn recv(&self, from: usize, x: &mut [f32]);
     /// Replaces `buf` on every rank by rank `root`'s `buf` (any length).
     fn broadcast_bytes(&self, root: usize, buf: &mut Vec<u8>);
+    /// The ranks that pass the same `color` as a communicator of their own,
+    /// ranked in their order here (`MPI_Comm_split`). Every rank calls it.
+    fn split(&self, color: usize) -> Arc<dyn Collective>;
 }
 
 /// One process holding the whole model: every operation is a no-op.
@@ -53,6 +59,9 @@ impl Collective for SingleProcess {
         panic!("a single process has no rank {from} to receive from");
     }
     fn broadcast_bytes(&self, _root: usize, _buf: &mut Vec<u8>) {}
+    fn split(&self, _color: usize) -> Arc<dyn Collective> {
+        Arc::new(SingleProcess)
+    }
 }
 
 /// `size` ranks as threads of one process (tests, and a reference for what
@@ -61,6 +70,8 @@ impl Collective for SingleProcess {
 pub struct ThreadGroup {
     rank: usize,
     shared: Arc<Shared>,
+    /// Splits this rank has taken part in (each makes new groups).
+    splits: AtomicUsize,
 }
 
 /// `(from, to)` → messages in order.
@@ -73,20 +84,32 @@ struct Shared {
     bytes: Mutex<Vec<u8>>,
     mail: Mutex<Mailboxes>,
     delivered: Condvar,
+    /// Each rank's colour in the split under way.
+    colors: Mutex<Vec<usize>>,
+    /// `(split number, colour)` → that group's state.
+    groups: Mutex<HashMap<(usize, usize), Arc<Shared>>>,
 }
 
-impl ThreadGroup {
-    /// One handle per rank; give handle `r` to the thread playing rank `r`.
-    pub fn new(size: usize) -> Vec<ThreadGroup> {
-        let shared = Arc::new(Shared {
+impl Shared {
+    fn new(size: usize) -> Shared {
+        Shared {
             size,
             barrier: Barrier::new(size),
             sum: Mutex::new(Vec::new()),
             bytes: Mutex::new(Vec::new()),
             mail: Mutex::new(HashMap::new()),
             delivered: Condvar::new(),
-        });
-        (0..size).map(|rank| ThreadGroup { rank, shared: shared.clone() }).collect()
+            colors: Mutex::new(vec![0; size]),
+            groups: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl ThreadGroup {
+    /// One handle per rank; give handle `r` to the thread playing rank `r`.
+    pub fn new(size: usize) -> Vec<ThreadGroup> {
+        let shared = Arc::new(Shared::new(size));
+        (0..size).map(|rank| ThreadGroup { rank, shared: shared.clone(), splits: AtomicUsize::new(0) }).collect()
     }
 }
 
@@ -155,6 +178,26 @@ impl Collective for ThreadGroup {
         }
         s.barrier.wait();
     }
+
+    fn split(&self, color: usize) -> Arc<dyn Collective> {
+        let s = &self.shared;
+        s.colors.lock().expect("unpoisoned")[self.rank] = color;
+        s.barrier.wait();
+        let colors = s.colors.lock().expect("unpoisoned").clone();
+        let members: Vec<usize> = (0..s.size).filter(|&r| colors[r] == color).collect();
+        let rank = members.iter().position(|&r| r == self.rank).expect("a rank is in its own group");
+        let key = (self.splits.fetch_add(1, Ordering::Relaxed), color);
+        let shared = s
+            .groups
+            .lock()
+            .expect("unpoisoned")
+            .entry(key)
+            .or_insert_with(|| Arc::new(Shared::new(members.len())))
+            .clone();
+        // Nobody writes the next split's colours before everyone has read these.
+        s.barrier.wait();
+        Arc::new(ThreadGroup { rank, shared, splits: AtomicUsize::new(0) })
+    }
 }
 
 #[cfg(test)]
@@ -186,5 +229,22 @@ mod tests {
             assert_eq!(bytes, vec![7, 8, 9]);
             assert_eq!(from_prev, ((rank + 2) % 3) as f32);
         }
+    }
+
+    #[test]
+    fn thread_group_splits_into_groups_that_reduce_apart() {
+        let handles: Vec<_> = ThreadGroup::new(4)
+            .into_iter()
+            .map(|g| {
+                std::thread::spawn(move || {
+                    let group = g.split(g.rank() / 2);
+                    let mut x = vec![g.rank() as f32];
+                    group.all_reduce_sum(&mut x);
+                    (group.rank(), group.size(), x[0])
+                })
+            })
+            .collect();
+        let got: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(got, [(0, 2, 1.0), (1, 2, 1.0), (0, 2, 5.0), (1, 2, 5.0)]);
     }
 }

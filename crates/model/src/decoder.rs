@@ -49,6 +49,75 @@ pub struct SeqInput<'a> {
     pub logits: LogitsWanted,
 }
 
+impl SeqInput<'_> {
+    /// Rows of logits this input wants.
+    pub fn logit_rows(&self) -> usize {
+        match self.logits {
+            LogitsWanted::None => 0,
+            LogitsWanted::Last => self.tokens.len().min(1),
+            LogitsWanted::All => self.tokens.len(),
+        }
+    }
+}
+
+/// Tokens per pipeline micro-batch at least: a step of fewer than twice
+/// as many runs as one batch. Below this a micro-batch no longer fills the
+/// tile kernels' token rows, and each micro-batch reads the stage's
+/// weights once more (see [`micro_batches`]).
+pub const MICRO_BATCH_TOKENS: usize = 16;
+
+/// Micro-batches per pipeline stage at most.
+const MICRO_BATCHES_PER_STAGE: usize = 2;
+
+/// `inputs` cut into the micro-batches a pipeline of `stages` runs them as,
+/// in order: `m = n_tokens / MICRO_BATCH_TOKENS` (at most
+/// `2 · stages`, one batch for a single stage) of `⌈n_tokens / m⌉` tokens
+/// each, the last one shorter. A sequence may be cut into consecutive token
+/// ranges (a long prefill): a later range attends to the earlier one's
+/// cache, which the same stage wrote a micro-batch before; only the last
+/// range asks for a `Last` sequence's logits. Every rank cuts the same
+/// inputs the same way, and the wanted logit rows keep their input order.
+///
+/// Why cut at all: with one batch the stages take turns. With `m`
+/// micro-batches a step takes `m + stages - 1` turns of `1/m` of the work
+/// each, when compute bounds it (a prefill, a large batch); a micro-batch
+/// reads its stage's weights again, so small, memory-bound decode steps
+/// stay whole.
+pub fn micro_batches<'a>(inputs: &[SeqInput<'a>], stages: usize) -> Vec<Vec<SeqInput<'a>>> {
+    let n: usize = inputs.iter().map(|i| i.tokens.len()).sum();
+    let m = match stages {
+        0 | 1 => 1,
+        _ => (n / MICRO_BATCH_TOKENS).clamp(1, MICRO_BATCHES_PER_STAGE * stages),
+    };
+    if m == 1 {
+        return vec![inputs.to_vec()];
+    }
+    let per = n.div_ceil(m);
+    let (mut batches, mut batch, mut room) = (Vec::with_capacity(m), Vec::new(), per);
+    for input in inputs {
+        let mut rest = *input;
+        while !rest.tokens.is_empty() {
+            let take = rest.tokens.len().min(room);
+            let (head, tail) = rest.tokens.split_at(take);
+            let logits = match (tail.is_empty(), rest.logits) {
+                (false, LogitsWanted::Last) => LogitsWanted::None,
+                (_, wanted) => wanted,
+            };
+            batch.push(SeqInput { tokens: head, logits, ..rest });
+            rest = SeqInput { tokens: tail, start: rest.start + take, ..rest };
+            room -= take;
+            if room == 0 {
+                batches.push(std::mem::take(&mut batch));
+                room = per;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
+}
+
 struct Layer {
     attn_norm: Norm,
     attn: AttentionWeights,
@@ -63,7 +132,10 @@ pub struct Model {
     pub config: ModelConfig,
     /// How the model is split across ranks, and how the ranks talk.
     split: Split,
+    /// Every rank (plans, pipeline hand-offs, logits).
     comm: Arc<dyn Collective>,
+    /// The tensor-parallel ranks of this rank's pipeline stage (all-reduces).
+    tp_comm: Arc<dyn Collective>,
     traits: ArchTraits,
     /// `None` for learned positions.
     rope: Option<RopeStyle>,
@@ -121,11 +193,11 @@ impl Model {
         rope: Option<RopeStyle>,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Model, ModelError> {
-        Self::bind_split(src, config, rope, Split::Whole, Arc::new(SingleProcess), progress)
+        Self::bind_split(src, config, rope, Split::WHOLE, Arc::new(SingleProcess), progress)
     }
 
     /// Binds this rank's share of the weights of `config`'s architecture
-    /// (every weight when `split` is [`Split::Whole`]); the ranks talk
+    /// (every weight when `split` is [`Split::WHOLE`]); the ranks talk
     /// through `comm`.
     pub fn bind_split(
         src: &WeightSource,
@@ -166,10 +238,16 @@ impl Model {
         }
         let rope = if traits.learned_positions { None } else { rope };
         let config = local;
+        // With both splits each stage's ranks all-reduce among themselves.
+        let tp_comm = match split.tp.size > 1 && split.stages() > 1 {
+            true => comm.split(split.stage()),
+            false => comm.clone(),
+        };
         Ok(Model {
             config,
             split,
             comm,
+            tp_comm,
             traits,
             rope,
             inv_freq,
@@ -196,8 +274,8 @@ impl Model {
     pub fn weight_bytes(&self) -> usize {
         let layers: usize = self.layers.iter().map(|l| l.attn.weight_bytes() + l.ffn.weight_bytes()).sum();
         let mut out = self.output.as_ref().map_or(self.token_embd.bytes().len(), Linear::weight_bytes);
-        if self.split.next_stage().is_some() {
-            out = 0; // a pipeline stage before the last computes no logits
+        if !self.split.computes_logits() {
+            out = 0; // one rank computes the logits
         }
         layers + out
     }
@@ -245,8 +323,15 @@ impl Model {
     /// Runs one step over `inputs` and returns the wanted logits,
     /// `[n_out, vocab]`, in input order (every position of an `All` input,
     /// one row for a `Last` input). Split models: every rank calls this with
-    /// the same inputs; rank 0 gets the logits (so do all tensor-parallel
-    /// ranks and the last pipeline stage), other pipeline stages an empty slice.
+    /// the same inputs; rank 0 gets the logits, and so does the rank that
+    /// computes them ([`Split::logits_rank`]); the other ranks get an empty slice.
+    ///
+    /// A pipeline runs the step as micro-batches ([`micro_batches`]): each
+    /// stage hands micro-batch `m` on and starts on `m + 1` while the next
+    /// stage works on `m`, and the last stage sends all logits to rank 0 at
+    /// the end of the step (so no send waits on a rank that is itself
+    /// sending). Every layer sees the same rows as in one batch, so the
+    /// logits are bit-identical to an unsplit step.
     pub fn forward<'s>(
         &self,
         inputs: &[SeqInput<'_>],
@@ -255,7 +340,6 @@ impl Model {
         s: &'s mut Scratch,
     ) -> Result<&'s [f32], ModelError> {
         let c = &self.config;
-        let (d, q_dim, kv_dim) = (c.d_model, c.q_dim(), c.kv_dim());
         let n: usize = inputs.iter().map(|i| i.tokens.len()).sum();
         let _span = tracing::trace_span!("forward", n_seqs = inputs.len(), n_tokens = n).entered();
         for input in inputs {
@@ -269,6 +353,39 @@ impl Model {
             kv.reserve(input.seq, end)
                 .map_err(|e| ModelError::PromptTooLong { prompt: e.requested, context: e.capacity })?;
         }
+        let split = self.split;
+        let rows: usize = inputs.iter().map(SeqInput::logit_rows).sum();
+        let len = if split.computes_logits() || split.rank() == 0 { rows * c.vocab } else { 0 };
+        grow(&mut s.logits, len);
+        let mut at = 0;
+        for batch in micro_batches(inputs, split.stages()) {
+            at += self.forward_stage(&batch, kv, pool, s, at);
+        }
+        let from = split.logits_rank();
+        if len > 0 && from != 0 {
+            match split.rank() {
+                0 => self.comm.recv(from, &mut s.logits[..len]),
+                _ => self.comm.send(0, &s.logits[..len]),
+            }
+        }
+        Ok(&s.logits[..len])
+    }
+
+    /// This rank's part of one (micro-)batch: embeds it (first stage) or
+    /// receives its activations, runs this rank's layers, then sends the
+    /// activations on or (the logits rank) writes its logits at
+    /// `s.logits[logits_at..]`. Returns how many logit values it wrote.
+    fn forward_stage(
+        &self,
+        inputs: &[SeqInput<'_>],
+        kv: &mut dyn KvCache,
+        pool: &ThreadPool,
+        s: &mut Scratch,
+        logits_at: usize,
+    ) -> usize {
+        let c = &self.config;
+        let (d, q_dim, kv_dim) = (c.d_model, c.q_dim(), c.kv_dim());
+        let n: usize = inputs.iter().map(|i| i.tokens.len()).sum();
         let positions: Vec<usize> = inputs.iter().flat_map(|i| i.start..i.start + i.tokens.len()).collect();
 
         // Embedding, or the previous pipeline stage's activations.
@@ -343,53 +460,48 @@ impl Model {
             attend_batch(pool, c, inputs, &*kv, il, q, attn);
             trace(&mut s.trace, "attn_out", il, attn);
             layer.attn.output.forward(pool, attn, h);
-            self.split.all_reduce(&*self.comm, h);
+            self.split.all_reduce(&*self.tp_comm, h);
             add_into(x, h);
 
             // Feed-forward.
             layer.ffn_norm.apply(x, h);
             let out = &mut s.attn[..n * d];
             layer.ffn.forward(pool, h, &mut s.gate, &mut s.up, out);
-            self.split.all_reduce(&*self.comm, out);
+            self.split.all_reduce(&*self.tp_comm, out);
             trace(&mut s.trace, "ffn_out", il, out);
             add_into(x, out);
             trace(&mut s.trace, "l_out", il, x);
         }
 
+        if let Some(next) = self.split.next_stage() {
+            self.comm.send(next, &s.x[..n * d]);
+            return 0;
+        }
+        if !self.split.computes_logits() {
+            return 0;
+        }
         // Output rows.
         let mut wanted = Vec::new();
         let mut at = 0;
         for input in inputs {
             match input.logits {
                 LogitsWanted::None => {}
-                LogitsWanted::Last => wanted.push(at + input.tokens.len() - 1),
+                LogitsWanted::Last => wanted.extend(input.tokens.len().checked_sub(1).map(|last| at + last)),
                 LogitsWanted::All => wanted.extend(at..at + input.tokens.len()),
             }
             at += input.tokens.len();
-        }
-        if let Some(next) = self.split.next_stage() {
-            // Not the last stage: hand on, then rank 0 waits for the logits.
-            self.comm.send(next, &s.x[..n * d]);
-            let m = if self.split.rank() == 0 { wanted.len() * c.vocab } else { 0 };
-            let logits = grow(&mut s.logits, m);
-            if m > 0 {
-                self.comm.recv(self.split.size() - 1, logits);
-            }
-            return Ok(&s.logits[..m]);
         }
         let rows = grow(&mut s.rows, wanted.len() * d);
         for (dst, &r) in rows.chunks_exact_mut(d).zip(&wanted) {
             self.output_norm.apply(&s.x[r * d..(r + 1) * d], dst);
         }
-        let logits = grow(&mut s.logits, wanted.len() * c.vocab);
+        let len = wanted.len() * c.vocab;
+        let logits = &mut s.logits[logits_at..logits_at + len];
         match &self.output {
             Some(out) => out.forward(pool, rows, logits),
             None => memwall_kernels::matmul(pool, &self.token_embd.as_mat(), rows, logits),
         }
-        if self.split.previous_stage().is_some() && !logits.is_empty() {
-            self.comm.send(0, logits);
-        }
-        Ok(&s.logits[..wanted.len() * c.vocab])
+        len
     }
 
     /// Applies the optional per-head norm and RoPE to `x` (`[n, n_h * head_dim]`).

@@ -47,7 +47,7 @@ pub fn detect(path: &Path) -> Result<ModelFormat, ModelError> {
 /// Loads the model and tokenizer at `path`; `progress(done, total)` reports
 /// weight binding layer by layer.
 pub fn load(path: &Path, progress: &mut dyn FnMut(usize, usize)) -> Result<LoadedModel, ModelError> {
-    load_split(path, Split::Whole, Arc::new(SingleProcess), progress)
+    load_split(path, Split::WHOLE, Arc::new(SingleProcess), progress)
 }
 
 /// Like [`load`], binding only this rank's share of the weights

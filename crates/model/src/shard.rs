@@ -1,7 +1,7 @@
 //! A model split over several ranks: Megatron-LM tensor parallelism and
 //! contiguous pipeline stages.
 //!
-//! **Tensor parallelism** ([`Split::Tensor`], after Megatron-LM, Shoeybi et
+//! **Tensor parallelism** ([`Split::tensor`], after Megatron-LM, Shoeybi et
 //! al. 2019): rank `r` of `size` owns query heads `[r·n_heads/size, …)`,
 //! key/value heads `[r·n_kv_heads/size, …)` (so the KV cache of its heads
 //! only) and the slice `[r·d_ff/size, …)` of the feed-forward width.
@@ -16,16 +16,20 @@
 //! and kv heads must divide by `size`; in a quantized matrix a column split
 //! must fall on block boundaries — otherwise binding fails saying so.
 //!
-//! **Pipeline parallelism** ([`Split::Pipeline`]): rank `r` owns a contiguous
-//! range of layers ([`Shard::layers`]) and their KV cache; rank 0 embeds,
-//! each stage sends its activations `[n_tokens, d_model]` to the next, and
-//! the last computes the logits and sends them to rank 0. One batch is in
-//! flight at a time (no micro-batching yet), so stages take turns.
+//! **Pipeline parallelism** ([`Split::pipeline`]): stage `r` owns a
+//! contiguous range of layers ([`Shard::layers`]) and their KV cache; the
+//! first stage embeds, each stage sends its activations `[n_tokens,
+//! d_model]` to the next, and the last computes the logits and sends them
+//! to rank 0. A large step runs as micro-batches that the stages work on at
+//! the same time ([`crate::micro_batches`]).
+//!
+//! **Both** ([`Split::new`]): `tp.size` tensor-parallel ranks in each of
+//! `pp.size` stages; each stage's ranks all-reduce among themselves.
 //!
 //! Each rank copies only its slice of a matrix out of the mapped file (a
 //! contiguous block of whole rows stays mapped, unless the kernels repack
 //! it); the other ranks' rows are never read. The model's
-//! [`ModelConfig`](crate::ModelConfig) on a rank is the rank's share
+//! [`ModelConfig`] on a rank is the rank's share
 //! (`n_heads`, `n_kv_heads`, `d_ff` or `n_layers` divided), so that the
 //! decoder's loops and the KV cache layout follow without further change.
 
@@ -59,102 +63,134 @@ impl Shard {
     }
 }
 
-/// How a model is split across ranks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Split {
-    /// One process holds every weight.
-    #[default]
-    Whole,
-    /// Heads and feed-forward width split (see the module docs).
-    Tensor(Shard),
-    /// Contiguous layer ranges.
-    Pipeline(Shard),
+/// How a model is split across ranks: `tp.size` tensor-parallel ranks in
+/// each of `pp.size` pipeline stages, `tp.size · pp.size` ranks in all.
+///
+/// World ranks run stage by stage: rank `stage · tp.size + t` is
+/// tensor-parallel rank `t` of pipeline stage `stage`, so rank 0 (tokenizer,
+/// scheduler, sampling) is in the first stage, and the ranks of one stage
+/// form the group its all-reduces run in ([`Split::stage`] is the colour of
+/// that group, [`Collective::split`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// This rank among the tensor-parallel ranks of its stage.
+    pub tp: Shard,
+    /// This rank's pipeline stage among the stages.
+    pub pp: Shard,
+}
+
+impl Default for Split {
+    fn default() -> Split {
+        Split::WHOLE
+    }
 }
 
 impl Split {
+    /// One process holds every weight.
+    pub const WHOLE: Split = Split { tp: Shard { rank: 0, size: 1 }, pp: Shard { rank: 0, size: 1 } };
+
+    /// Heads and feed-forward width split (see the module docs), one stage.
+    pub fn tensor(s: Shard) -> Split {
+        Split { tp: s, ..Split::WHOLE }
+    }
+
+    /// Contiguous layer ranges, one rank per stage.
+    pub fn pipeline(s: Shard) -> Split {
+        Split { pp: s, ..Split::WHOLE }
+    }
+
     /// `--tp tp --pp pp` for `rank` of `world` processes.
     pub fn new(tp: usize, pp: usize, rank: usize, world: usize) -> Result<Split, ModelError> {
-        let bad = |m: String| Err(ModelError::Split(m));
-        match (tp.max(1), pp.max(1)) {
-            (1, 1) => Ok(Split::Whole),
-            (t, 1) | (1, t) if t != world => {
-                bad(format!("{t} ranks were asked for but {world} processes run: launch with `mpirun -np {t}`"))
-            }
-            (t, 1) => Ok(Split::Tensor(Shard { rank, size: t })),
-            (1, p) => Ok(Split::Pipeline(Shard { rank, size: p })),
-            (t, p) => bad(format!("--tp {t} with --pp {p}: combining both is not supported yet, use one")),
+        let (tp, pp) = (tp.max(1), pp.max(1));
+        if tp * pp != world {
+            let flags = match (tp, pp) {
+                (1, p) => format!("--pp {p}"),
+                (t, 1) => format!("--tp {t}"),
+                (t, p) => format!("--tp {t} --pp {p}"),
+            };
+            return Err(ModelError::Split(format!(
+                "{flags} needs {} processes but {world} run: launch with `mpirun -np {0}`",
+                tp * pp
+            )));
         }
+        Ok(Split { tp: Shard { rank: rank % tp, size: tp }, pp: Shard { rank: rank / tp, size: pp } })
+    }
+
+    /// Whether one process holds the whole model.
+    pub fn is_whole(&self) -> bool {
+        self.size() == 1
     }
 
     /// Ranks taking part (1 when whole).
     pub fn size(&self) -> usize {
-        match self {
-            Split::Whole => 1,
-            Split::Tensor(s) | Split::Pipeline(s) => s.size,
-        }
+        self.tp.size * self.pp.size
     }
 
     /// This process's rank (0 when whole).
     pub fn rank(&self) -> usize {
-        match self {
-            Split::Whole => 0,
-            Split::Tensor(s) | Split::Pipeline(s) => s.rank,
-        }
+        self.pp.rank * self.tp.size + self.tp.rank
+    }
+
+    /// Pipeline stages (1 without pipeline parallelism).
+    pub fn stages(&self) -> usize {
+        self.pp.size
+    }
+
+    /// This rank's pipeline stage: the colour of its tensor-parallel group.
+    pub fn stage(&self) -> usize {
+        self.pp.rank
     }
 
     /// The layers this rank runs.
     pub fn layers(&self, n_layers: usize) -> Range<usize> {
-        match self {
-            Split::Pipeline(s) => s.layers(n_layers),
-            _ => 0..n_layers,
-        }
+        self.pp.layers(n_layers)
     }
 
-    /// The pipeline stage this rank receives activations from.
+    /// The rank this one receives activations from: the same
+    /// tensor-parallel rank of the previous stage.
     pub fn previous_stage(&self) -> Option<usize> {
-        match self {
-            Split::Pipeline(s) if s.rank > 0 => Some(s.rank - 1),
-            _ => None,
-        }
+        (self.pp.rank > 0).then(|| self.rank() - self.tp.size)
     }
 
-    /// The pipeline stage this rank sends activations to.
+    /// The rank this one sends activations to: the same tensor-parallel
+    /// rank of the next stage.
     pub fn next_stage(&self) -> Option<usize> {
-        match self {
-            Split::Pipeline(s) if s.rank + 1 < s.size => Some(s.rank + 1),
-            _ => None,
-        }
+        (self.pp.rank + 1 < self.pp.size).then(|| self.rank() + self.tp.size)
+    }
+
+    /// The one rank that computes the logits (tensor-parallel rank 0 of the
+    /// last stage; rank 0 itself without a pipeline) and hands them to rank 0.
+    pub fn logits_rank(&self) -> usize {
+        (self.pp.size - 1) * self.tp.size
+    }
+
+    /// Whether this rank computes the logits.
+    pub fn computes_logits(&self) -> bool {
+        self.rank() == self.logits_rank()
     }
 
     /// The shape this rank computes: `config` with its heads and
     /// feed-forward width (tensor) or its layers (pipeline).
     pub fn local_config(&self, config: &ModelConfig) -> Result<ModelConfig, ModelError> {
         let mut c = config.clone();
-        match *self {
-            Split::Whole => {}
-            Split::Tensor(s) => {
-                let (h, kvh, ff) = (c.n_heads, c.n_kv_heads, c.d_ff);
-                if !h.is_multiple_of(s.size) || !kvh.is_multiple_of(s.size) || !ff.is_multiple_of(s.size) {
-                    return Err(ModelError::Split(format!(
-                        "tensor parallelism over {} ranks needs n_heads ({h}), n_kv_heads ({kvh}) and d_ff ({ff}) \
-                         to divide by {}: use a --tp that divides them all, or --pp",
-                        s.size, s.size
-                    )));
-                }
-                c.n_heads /= s.size;
-                c.n_kv_heads /= s.size;
-                c.d_ff /= s.size;
-            }
-            Split::Pipeline(s) => {
-                if s.size > c.n_layers {
-                    return Err(ModelError::Split(format!(
-                        "{} pipeline stages for {} layers: use at most --pp {}",
-                        s.size, c.n_layers, c.n_layers
-                    )));
-                }
-                c.n_layers = s.layers(c.n_layers).len();
-            }
+        let (tp, pp) = (self.tp.size, self.pp.size);
+        let (h, kvh, ff) = (c.n_heads, c.n_kv_heads, c.d_ff);
+        if !h.is_multiple_of(tp) || !kvh.is_multiple_of(tp) || !ff.is_multiple_of(tp) {
+            return Err(ModelError::Split(format!(
+                "tensor parallelism over {tp} ranks needs n_heads ({h}), n_kv_heads ({kvh}) and d_ff ({ff}) \
+                 to divide by {tp}: use a --tp that divides them all, or --pp"
+            )));
         }
+        if pp > c.n_layers {
+            return Err(ModelError::Split(format!(
+                "{pp} pipeline stages for {} layers: use at most --pp {0}",
+                c.n_layers
+            )));
+        }
+        c.n_heads /= tp;
+        c.n_kv_heads /= tp;
+        c.d_ff /= tp;
+        c.n_layers = self.layers(c.n_layers).len();
         Ok(c)
     }
 
@@ -165,9 +201,9 @@ impl Split {
         blk: &str,
         config: &ModelConfig,
     ) -> Result<AttentionWeights, ModelError> {
-        match *self {
-            Split::Tensor(s) => bind_attention_shard(src, blk, config, s),
-            _ => AttentionWeights::bind(src, blk, config),
+        match self.tp.size > 1 {
+            true => bind_attention_shard(src, blk, config, self.tp),
+            false => AttentionWeights::bind(src, blk, config),
         }
     }
 
@@ -179,16 +215,17 @@ impl Split {
         config: &ModelConfig,
         traits: ArchTraits,
     ) -> Result<FfnWeights, ModelError> {
-        match *self {
-            Split::Tensor(s) => bind_ffn_shard(src, blk, config, traits, s),
-            _ => FfnWeights::bind(src, blk, config, traits),
+        match self.tp.size > 1 {
+            true => bind_ffn_shard(src, blk, config, traits, self.tp),
+            false => FfnWeights::bind(src, blk, config, traits),
         }
     }
 
-    /// Sums `x` over the ranks of a tensor split; nothing otherwise.
-    pub(crate) fn all_reduce(&self, comm: &dyn Collective, x: &mut [f32]) {
-        if let Split::Tensor(_) = self {
-            comm.all_reduce_sum(x);
+    /// Sums `x` over the tensor-parallel ranks of this stage (`group` is
+    /// their communicator); nothing without tensor parallelism.
+    pub(crate) fn all_reduce(&self, group: &dyn Collective, x: &mut [f32]) {
+        if self.tp.size > 1 {
+            group.all_reduce_sum(x);
         }
     }
 }
@@ -367,10 +404,20 @@ mod tests {
 
     #[test]
     fn split_asks_for_matching_world_and_divisible_heads() {
-        assert_eq!(Split::new(1, 1, 0, 1).unwrap(), Split::Whole);
-        assert_eq!(Split::new(2, 1, 1, 2).unwrap(), Split::Tensor(Shard { rank: 1, size: 2 }));
+        assert_eq!(Split::new(1, 1, 0, 1).unwrap(), Split::WHOLE);
+        assert_eq!(Split::new(2, 1, 1, 2).unwrap(), Split::tensor(Shard { rank: 1, size: 2 }));
         assert!(Split::new(2, 1, 0, 3).unwrap_err().to_string().contains("mpirun -np 2"));
-        assert!(Split::new(2, 2, 0, 4).is_err());
+        let e = Split::new(2, 2, 0, 2).unwrap_err().to_string();
+        assert!(e.contains("--tp 2 --pp 2") && e.contains("mpirun -np 4"), "{e}");
+        // Two stages of two tensor-parallel ranks: world ranks run stage by stage.
+        let grid: Vec<Split> = (0..4).map(|r| Split::new(2, 2, r, 4).unwrap()).collect();
+        assert_eq!(
+            grid.iter().map(|s| (s.stage(), s.tp.rank, s.rank())).collect::<Vec<_>>(),
+            [(0, 0, 0), (0, 1, 1), (1, 0, 2), (1, 1, 3)]
+        );
+        assert_eq!(grid.iter().map(|s| s.next_stage()).collect::<Vec<_>>(), [Some(2), Some(3), None, None]);
+        assert_eq!(grid.iter().map(|s| s.previous_stage()).collect::<Vec<_>>(), [None, None, Some(0), Some(1)]);
+        assert_eq!(grid.iter().filter(|s| s.computes_logits()).map(|s| s.rank()).collect::<Vec<_>>(), [2]);
         let smollm2 = ModelConfig {
             arch: crate::Arch::Llama,
             vocab: 49152,
@@ -386,12 +433,14 @@ mod tests {
             rope_dim: 64,
             rope_scaling: None,
         };
-        let e = Split::Tensor(Shard { rank: 0, size: 2 }).local_config(&smollm2).unwrap_err().to_string();
+        let e = Split::tensor(Shard { rank: 0, size: 2 }).local_config(&smollm2).unwrap_err().to_string();
         assert!(e.contains("n_heads (9)") && e.contains("--pp"), "{e}");
-        let c = Split::Tensor(Shard { rank: 2, size: 3 }).local_config(&smollm2).unwrap();
+        let c = Split::tensor(Shard { rank: 2, size: 3 }).local_config(&smollm2).unwrap();
         assert_eq!((c.n_heads, c.n_kv_heads, c.d_ff, c.n_layers), (3, 1, 512, 30));
-        let c = Split::Pipeline(Shard { rank: 1, size: 4 }).local_config(&smollm2).unwrap();
+        let c = Split::pipeline(Shard { rank: 1, size: 4 }).local_config(&smollm2).unwrap();
         assert_eq!(c.n_layers, 8);
-        assert_eq!(Split::Pipeline(Shard { rank: 1, size: 4 }).layers(30), 8..16);
+        assert_eq!(Split::pipeline(Shard { rank: 1, size: 4 }).layers(30), 8..16);
+        let c = Split::new(3, 2, 4, 6).unwrap().local_config(&smollm2).unwrap();
+        assert_eq!((c.n_heads, c.n_kv_heads, c.d_ff, c.n_layers), (3, 1, 512, 15));
     }
 }

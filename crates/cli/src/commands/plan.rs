@@ -233,17 +233,28 @@ fn parallel_text(args: &Args, c: &memwall_model::ModelConfig) -> Result<String> 
         args.link_latency_us
     );
     if tp > 1 {
-        t += &format!("tensor parallelism over {tp} ranks (each reads 1/{tp} of the layer weights per step):\n");
+        let stages = if pp > 1 { format!(" in each of {pp} pipeline stages") } else { String::new() };
+        t += &format!(
+            "tensor parallelism over {tp} ranks{stages} (each reads 1/{} of the layer weights per step):\n",
+            tp * pp
+        );
         for &b in &args.batch {
             t += &line(format!("decode, batch {b}"), tensor_parallel(c, tp, b.max(1), link));
         }
         t += &line(format!("prefill of {} tokens", args.prompt), tensor_parallel(c, tp, args.prompt, link));
     }
     if pp > 1 {
-        t += &format!("pipeline over {pp} stages (one batch in flight: stages take turns):\n");
+        t += &format!(
+            "pipeline over {pp} stages (a step of {} tokens or more runs as micro-batches that overlap; \
+             smaller steps as one batch, the stages taking turns):\n",
+            2 * memwall_model::MICRO_BATCH_TOKENS
+        );
         for &b in &args.batch {
             t += &line(format!("decode, batch {b}"), pipeline(c, pp, b.max(1), b.max(1), link));
         }
+        let p = args.prompt;
+        let micro = memwall_perf::plan::parallel::micro_batch_count(p, pp);
+        t += &line(format!("prefill of {p} tokens ({micro} micro-batches)"), pipeline(c, pp, p, 1, link));
     }
     Ok(t)
 }

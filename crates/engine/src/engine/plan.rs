@@ -16,7 +16,7 @@ use crate::paged_kv::{KvCacheConfig, KvDType, PagedKvCache};
 use crate::scheduler::SchedulerOutput;
 use crate::EngineError;
 use memwall_kernels::ThreadPool;
-use memwall_model::{Collective, LogitsWanted, Model, Scratch, SeqId, SeqInput, Split};
+use memwall_model::{Collective, LogitsWanted, Model, Scratch, SeqId, SeqInput};
 use std::sync::Arc;
 
 /// One sequence of a step, as the workers need it.
@@ -144,8 +144,8 @@ pub fn run_worker(model: Arc<Model>, threads: usize) -> Result<(), EngineError> 
     let mut kv = PagedKvCache::new(PagedKvCache::layout(&model.config, &config), num_blocks);
     let pool = ThreadPool::new(threads.max(1));
     let mut scratch = Scratch::default();
-    // Tensor-parallel ranks other than 0 have no use for logits.
-    let logits_here = !matches!(model.split(), Split::Tensor(_));
+    // One rank computes the logits (and sends them to rank 0).
+    let logits_here = model.split().computes_logits();
     loop {
         let (copies, seqs) = match receive(&*comm)? {
             Plan::Step { copies, seqs } => (copies, seqs),

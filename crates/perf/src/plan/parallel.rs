@@ -11,9 +11,13 @@
 //! the same bytes as a ring all-reduce (2(N−1) steps of M/N) with half its
 //! messages; beyond, N/2 times its bytes. Decode messages are a few KB, so
 //! on Ethernet the latency term dominates.
-//! A pipeline hands the activations on N−1 times per step and sends the
-//! logits back once: t = (N−1)(α + M/β) + α + logits/β (no overlap: one
-//! batch in flight, as memwall runs it today).
+//! A pipeline hands the activations on N−1 times per step (in each of its
+//! micro-batches, `memwall_model::micro_batches`) and sends the logits back
+//! once: t = m(N−1)α + (N−1)M/β + α + logits/β for m micro-batches of a
+//! step whose activations are M bytes (link time only: what the stages'
+//! overlap saves is compute, not modelled here). With tensor parallelism
+//! inside each stage (`--tp T --pp P`, T·P ranks), each stage's T ranks
+//! all-reduce its layers' activations: the two costs add.
 
 use memwall_model::ModelConfig;
 use serde::Serialize;
@@ -78,17 +82,28 @@ pub fn tensor_parallel(c: &ModelConfig, ranks: usize, tokens: usize, link: Link)
     }
 }
 
-/// Pipeline over `stages`: one step of `tokens` tokens, `logits` rows back.
+/// Pipeline over `stages`: one step of `tokens` tokens (cut into
+/// micro-batches as memwall cuts it), `logits` rows back.
 pub fn pipeline(c: &ModelConfig, stages: usize, tokens: usize, logits: usize, link: Link) -> StepComm {
     let hops = stages.max(1) - 1;
+    let micro = micro_batch_count(tokens, stages);
     let activations = (hops * tokens * c.d_model * 4) as f64;
     let back = if hops > 0 { (logits * c.vocab * 4) as f64 } else { 0.0 };
+    let messages = hops * micro + usize::from(hops > 0);
     StepComm {
-        messages: hops + usize::from(hops > 0),
+        messages,
         bytes_per_rank: (activations + back) / stages.max(1) as f64,
-        latency_s: (hops + usize::from(hops > 0)) as f64 * link.latency_s,
+        latency_s: messages as f64 * link.latency_s,
         transfer_s: (activations + back) / link.bytes_per_s(),
     }
+}
+
+/// How many micro-batches memwall cuts a step of `tokens` into over `stages`.
+pub fn micro_batch_count(tokens: usize, stages: usize) -> usize {
+    let tokens = vec![0u32; tokens];
+    let input =
+        memwall_model::SeqInput { seq: 0, tokens: &tokens, start: 0, logits: memwall_model::LogitsWanted::Last };
+    memwall_model::micro_batches(&[input], stages).len()
 }
 
 #[cfg(test)]
@@ -122,5 +137,8 @@ mod tests {
         assert_eq!(p.messages, 2);
         assert!((p.transfer_s - (8192.0 + 128000.0) / 12.5e9).abs() < 1e-12);
         assert!(Link::parse("fast", 1.0).is_err());
+        // A 512-token prefill over 2 stages runs as 4 micro-batches: 4 hand-offs, logits once.
+        assert_eq!(micro_batch_count(512, 2), 4);
+        assert_eq!(pipeline(&tinyllama(), 2, 512, 1, link).messages, 5);
     }
 }
