@@ -85,7 +85,7 @@ impl ModelArgs {
         if par.split.size() > 1 {
             let m = &loaded.model;
             eprintln!(
-                "memwall: rank {} of {} ({:?}) holds {:.1} MB of weights read per step, {} layers, {} heads, {} kv heads",
+                "memwall: rank {} of {} ({}) holds {:.1} MB of weights read per step, {} layers, {} heads, {} kv heads",
                 par.rank(),
                 par.split.size(),
                 par.split,

@@ -23,6 +23,7 @@ use crate::config::{ArchTraits, ModelConfig, RopeStyle};
 use crate::error::ModelError;
 use crate::kv::{KvCache, SeqId};
 use crate::layers::{AttentionWeights, FfnWeights, Linear, Norm, Qkv};
+use crate::rows::for_rows;
 use crate::shard::Split;
 use crate::weights::{Matrix, WeightSource};
 use memwall_kernels::{ops, ThreadPool};
@@ -173,8 +174,6 @@ pub struct Scratch {
     up: Vec<f32>,
     rows: Vec<f32>,
     logits: Vec<f32>,
-    /// `[head_dim]`: one head's input to a q/k norm.
-    head: Vec<f32>,
 }
 
 fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
@@ -420,7 +419,7 @@ impl Model {
             let (q, k, v) = (&mut s.q[..n * q_dim], &mut s.k[..n * kv_dim], &mut s.v[..n * kv_dim]);
 
             // Attention.
-            layer.attn_norm.apply(x, h);
+            layer.attn_norm.apply_rows(pool, x, h);
             trace(&mut s.trace, "attn_norm", il, h);
             match &layer.attn.qkv {
                 Qkv::Split { q: wq, k: wk, v: wv } => {
@@ -439,8 +438,8 @@ impl Model {
                     }
                 }
             }
-            self.position_heads(q, &positions, layer.attn.q_norm.as_ref(), &mut s.head);
-            self.position_heads(k, &positions, layer.attn.k_norm.as_ref(), &mut s.head);
+            self.position_heads(pool, q, &positions, layer.attn.q_norm.as_ref());
+            self.position_heads(pool, k, &positions, layer.attn.k_norm.as_ref());
             trace(&mut s.trace, "q_rope", il, q);
             trace(&mut s.trace, "k_rope", il, k);
             trace(&mut s.trace, "v", il, v);
@@ -461,15 +460,15 @@ impl Model {
             trace(&mut s.trace, "attn_out", il, attn);
             layer.attn.output.forward(pool, attn, h);
             self.split.all_reduce(&*self.tp_comm, h);
-            add_into(x, h);
+            add_into(pool, x, h, d);
 
             // Feed-forward.
-            layer.ffn_norm.apply(x, h);
+            layer.ffn_norm.apply_rows(pool, x, h);
             let out = &mut s.attn[..n * d];
             layer.ffn.forward(pool, h, &mut s.gate, &mut s.up, out);
             self.split.all_reduce(&*self.tp_comm, out);
             trace(&mut s.trace, "ffn_out", il, out);
-            add_into(x, out);
+            add_into(pool, x, out, d);
             trace(&mut s.trace, "l_out", il, x);
         }
 
@@ -504,25 +503,28 @@ impl Model {
         len
     }
 
-    /// Applies the optional per-head norm and RoPE to `x` (`[n, n_h * head_dim]`).
-    /// `tmp` is a `[head_dim]` buffer for the norm's input.
-    fn position_heads(&self, x: &mut [f32], positions: &[usize], norm: Option<&Norm>, tmp: &mut Vec<f32>) {
+    /// Applies the optional per-head norm and RoPE to `x` (`[n, n_h * head_dim]`,
+    /// row `t` at `positions[t]`).
+    fn position_heads(&self, pool: &ThreadPool, x: &mut [f32], positions: &[usize], norm: Option<&Norm>) {
         let hd = self.config.head_dim;
         let width = x.len() / positions.len().max(1);
-        let tmp = grow(tmp, hd);
-        for (row, &pos) in x.chunks_exact_mut(width).zip(positions) {
-            for head in row.chunks_exact_mut(hd) {
-                if let Some(norm) = norm {
-                    tmp.copy_from_slice(head);
-                    norm.apply(tmp, head);
-                }
-                match self.rope {
-                    Some(RopeStyle::Neox) => ops::rope_neox(head, pos, &self.inv_freq),
-                    Some(RopeStyle::Interleaved) => ops::rope_interleaved(head, pos, &self.inv_freq),
-                    None => {}
+        for_rows(pool, x, width, |rows, x| {
+            // One head's input to the norm.
+            let mut tmp = vec![0f32; if norm.is_some() { hd } else { 0 }];
+            for (row, &pos) in x.chunks_exact_mut(width).zip(&positions[rows]) {
+                for head in row.chunks_exact_mut(hd) {
+                    if let Some(norm) = norm {
+                        tmp.copy_from_slice(head);
+                        norm.apply(&tmp, head);
+                    }
+                    match self.rope {
+                        Some(RopeStyle::Neox) => ops::rope_neox(head, pos, &self.inv_freq),
+                        Some(RopeStyle::Interleaved) => ops::rope_interleaved(head, pos, &self.inv_freq),
+                        None => {}
+                    }
                 }
             }
-        }
+        });
     }
 
     pub fn traits(&self) -> ArchTraits {
@@ -536,8 +538,11 @@ fn trace(hook: &mut Option<Box<TraceFn>>, name: &str, layer: usize, t: &[f32]) {
     }
 }
 
-fn add_into(x: &mut [f32], y: &[f32]) {
-    for (a, b) in x.iter_mut().zip(y) {
-        *a += b;
-    }
+/// `x += y`, both `[n, d]` (rows spread over `pool`).
+fn add_into(pool: &ThreadPool, x: &mut [f32], y: &[f32], d: usize) {
+    for_rows(pool, x, d, |rows, x| {
+        for (a, b) in x.iter_mut().zip(&y[rows.start * d..]) {
+            *a += b;
+        }
+    });
 }

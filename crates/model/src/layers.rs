@@ -4,6 +4,7 @@
 
 use crate::config::{ArchTraits, FfnKind, ModelConfig, NormKind};
 use crate::error::ModelError;
+use crate::rows::for_rows;
 use crate::weights::{Matrix, WeightSource};
 use memwall_kernels::{matmul, ops, ThreadPool};
 
@@ -36,6 +37,12 @@ impl Norm {
                 Some(b) => ops::layer_norm(xr, &self.weight, b, self.eps, or),
             }
         }
+    }
+
+    /// [`Norm::apply`] with the rows spread over `pool` ([`for_rows`]).
+    pub fn apply_rows(&self, pool: &ThreadPool, x: &[f32], out: &mut [f32]) {
+        let d = self.weight.len();
+        for_rows(pool, out, d, |rows, out| self.apply(&x[rows.start * d..rows.end * d], out));
     }
 }
 
@@ -170,24 +177,31 @@ impl FfnWeights {
         match (self.kind, &self.gate) {
             (FfnKind::Gelu, _) => {
                 self.up.forward(pool, x, act);
-                ops::gelu(act);
+                for_rows(pool, act, ff, |_, act| ops::gelu(act));
             }
             (FfnKind::SwiGlu, Some(gate)) => {
                 gate.forward(pool, x, act);
                 let up = &mut up_buf[..n * ff];
                 self.up.forward(pool, x, up);
-                ops::silu(act);
-                for (a, u) in act.iter_mut().zip(up.iter()) {
-                    *a *= u;
-                }
+                let up = &*up;
+                for_rows(pool, act, ff, |rows, act| {
+                    ops::silu(act);
+                    for (a, u) in act.iter_mut().zip(&up[rows.start * ff..rows.end * ff]) {
+                        *a *= u;
+                    }
+                });
             }
             (FfnKind::SwiGlu, None) => {
                 let fused = &mut up_buf[..n * 2 * ff];
                 self.up.forward(pool, x, fused);
-                for (row, a) in fused.chunks_exact(2 * ff).zip(act.chunks_exact_mut(ff)) {
-                    let (g, u) = row.split_at(ff);
-                    ops::swiglu(g, u, a);
-                }
+                let fused = &*fused;
+                for_rows(pool, act, ff, |rows, act| {
+                    let fused = &fused[rows.start * 2 * ff..rows.end * 2 * ff];
+                    for (row, a) in fused.chunks_exact(2 * ff).zip(act.chunks_exact_mut(ff)) {
+                        let (g, u) = row.split_at(ff);
+                        ops::swiglu(g, u, a);
+                    }
+                });
             }
         }
         self.down.forward(pool, act, out);

@@ -17,6 +17,7 @@ pub mod kv;
 pub mod layers;
 pub mod load;
 pub mod rope;
+pub mod rows;
 pub mod shard;
 pub mod weights;
 

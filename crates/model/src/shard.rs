@@ -79,6 +79,19 @@ pub struct Split {
     pub pp: Shard,
 }
 
+/// "tensor rank 1 of 2, pipeline stage 0 of 2" (the parts that are split).
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tp = (self.tp.size > 1).then(|| format!("tensor rank {} of {}", self.tp.rank, self.tp.size));
+        let pp = (self.pp.size > 1).then(|| format!("pipeline stage {} of {}", self.pp.rank, self.pp.size));
+        match (tp, pp) {
+            (Some(t), Some(p)) => write!(f, "{t}, {p}"),
+            (Some(x), None) | (None, Some(x)) => f.write_str(&x),
+            (None, None) => f.write_str("whole model"),
+        }
+    }
+}
+
 impl Default for Split {
     fn default() -> Split {
         Split::WHOLE
@@ -418,6 +431,8 @@ mod tests {
         assert_eq!(grid.iter().map(|s| s.next_stage()).collect::<Vec<_>>(), [Some(2), Some(3), None, None]);
         assert_eq!(grid.iter().map(|s| s.previous_stage()).collect::<Vec<_>>(), [None, None, Some(0), Some(1)]);
         assert_eq!(grid.iter().filter(|s| s.computes_logits()).map(|s| s.rank()).collect::<Vec<_>>(), [2]);
+        assert_eq!(grid[3].to_string(), "tensor rank 1 of 2, pipeline stage 1 of 2");
+        assert_eq!(Split::WHOLE.to_string(), "whole model");
         let smollm2 = ModelConfig {
             arch: crate::Arch::Llama,
             vocab: 49152,
