@@ -148,7 +148,7 @@ EOF
 }
 
 step "memwall logits under --tp 2, --pp 2 and --tp 2 --pp 2 vs one process, every fixture model"
-# 40 positions: under --pp the step runs as 2 micro-batches of 20 tokens.
+# 40 positions: under --pp the step runs as 4 micro-batches of 10 tokens.
 TOKENS=$(python3 -c 'print(",".join(str((i * 37 + 5) % 500) for i in range(40)))')
 for model in tests/fixtures/models/*.gguf; do
     "$BIN" logits -m "$model" --tokens "$TOKENS" --top 100000 -t 1 >"$WORK/one.json"

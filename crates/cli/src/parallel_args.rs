@@ -14,7 +14,7 @@ pub struct ParallelArgs {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub tp: u64,
     /// Pipeline parallelism: split the layers into N contiguous stages, one
-    /// per process started with `mpirun -np N` (a step of 32 tokens or more
+    /// per process started with `mpirun -np N` (a step of 8 tokens or more
     /// runs as micro-batches that keep the stages busy together). Needs
     /// `--features mpi`.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]

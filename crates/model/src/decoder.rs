@@ -62,10 +62,18 @@ impl SeqInput<'_> {
 }
 
 /// Tokens per pipeline micro-batch at least: a step of fewer than twice
-/// as many runs as one batch. Below this a micro-batch no longer fills the
-/// tile kernels' token rows, and each micro-batch reads the stage's
-/// weights once more (see [`micro_batches`]).
-pub const MICRO_BATCH_TOKENS: usize = 16;
+/// as many runs as one batch.
+///
+/// Each micro-batch reads its stage's weights once more, so cutting pays
+/// only when a micro-batch is still compute-bound: around the roofline's
+/// ridge point, where the FLOPs per weight byte of `k` tokens (`2k` per
+/// weight, ~3.6k per byte of Q4_0) reach the CPU's FLOP/s per byte/s of
+/// bandwidth (14 int8 FLOP/B on this 2-core machine, similar on larger
+/// CPUs), i.e. `k ≈ 4`. Measured with `--pp 2` on TinyLlama Q4_0 (one core
+/// per stage, 8 requests in flight): decode steps of 8 tokens cut in two
+/// run 12% faster than whole (ITL p50 107 vs 122 ms); a batch-1 decode
+/// step is never cut.
+pub const MICRO_BATCH_TOKENS: usize = 4;
 
 /// Micro-batches per pipeline stage at most.
 const MICRO_BATCHES_PER_STAGE: usize = 2;
