@@ -151,12 +151,15 @@ pub struct Model {
     /// `[rope_dim / 2]`
     inv_freq: Vec<f32>,
     /// `[vocab, d_model]`
-    token_embd: Matrix,
+    /// `[vocab, d_model]`, on the ranks that embed (the first pipeline
+    /// stage) or multiply it as the tied output head.
+    token_embd: Option<Matrix>,
     /// `[context_len, d_model]`, GPT-2 only.
     position_embd: Option<Matrix>,
     layers: Vec<Layer>,
     output_norm: Norm,
-    /// `[vocab, d_model]`; `None` when tied to `token_embd`.
+    /// `[vocab, d_model]`, on the rank that computes the logits
+    /// ([`Split::computes_logits`]); `None` there when tied to `token_embd`.
     output: Option<Linear>,
 }
 
@@ -217,8 +220,19 @@ impl Model {
         let local = split.local_config(&config)?;
         let c = &config;
         let traits = c.arch.traits();
-        let token_embd = src.matrix("token_embd.weight", c.vocab, c.d_model)?;
-        let position_embd = match traits.learned_positions {
+        // Each rank binds only what it multiplies: the embeddings on the
+        // first stage, the output head on the one rank that computes logits.
+        let embeds = split.stage() == 0;
+        let output = match split.computes_logits() {
+            true => Linear::opt_bind(src, "output", c.vocab, c.d_model)?,
+            false => None,
+        };
+        let tied = split.computes_logits() && output.is_none();
+        let token_embd = match embeds || tied {
+            true => Some(src.matrix("token_embd.weight", c.vocab, c.d_model)?),
+            false => None,
+        };
+        let position_embd = match traits.learned_positions && embeds {
             true => Some(src.matrix("position_embd.weight", c.context_len, c.d_model)?),
             false => None,
         };
@@ -235,7 +249,6 @@ impl Model {
             progress(i + 1 - own.start, own.len());
         }
         let output_norm = Norm::bind(src, "output_norm", c.d_model, traits.norm, c.norm_eps)?;
-        let output = Linear::opt_bind(src, "output", c.vocab, c.d_model)?;
         let mut inv_freq = crate::rope::inv_freq(c);
         // Llama 3 GGUF files store the frequency scaling as factors.
         if let Some(factors) = src.opt_vector("rope_freqs.weight", c.rope_dim / 2)? {
@@ -280,11 +293,13 @@ impl Model {
     /// embedding one row per token, not counted).
     pub fn weight_bytes(&self) -> usize {
         let layers: usize = self.layers.iter().map(|l| l.attn.weight_bytes() + l.ffn.weight_bytes()).sum();
-        let mut out = self.output.as_ref().map_or(self.token_embd.bytes().len(), Linear::weight_bytes);
-        if !self.split.computes_logits() {
-            out = 0; // one rank computes the logits
-        }
-        layers + out
+        let head = match (&self.output, &self.token_embd) {
+            _ if !self.split.computes_logits() => 0,
+            (Some(out), _) => out.weight_bytes(),
+            (None, Some(tied)) => tied.bytes().len(),
+            (None, None) => 0,
+        };
+        layers + head
     }
 
     /// Every weight matrix, for accounting and warming.
@@ -297,10 +312,7 @@ impl Model {
             let ffn = l.ffn.gate.iter().chain([&l.ffn.up, &l.ffn.down]).map(|lin| &lin.w);
             qkv.into_iter().chain([&l.attn.output.w]).chain(ffn)
         });
-        std::iter::once(&self.token_embd)
-            .chain(self.position_embd.iter())
-            .chain(layers)
-            .chain(self.output.iter().map(|o| &o.w))
+        self.token_embd.iter().chain(self.position_embd.iter()).chain(layers).chain(self.output.iter().map(|o| &o.w))
     }
 
     /// Reads one byte of every page of every weight so that the file is in
@@ -321,10 +333,10 @@ impl Model {
         std::hint::black_box(sink);
     }
 
-    /// Total bytes of all weights (what the file holds).
+    /// Total bytes of the weight matrices this rank holds (all the file
+    /// holds when whole).
     pub fn total_weight_bytes(&self) -> usize {
-        let tied = if self.output.is_some() { self.token_embd.bytes().len() } else { 0 };
-        self.weight_bytes() + tied + self.position_embd.as_ref().map_or(0, |m| m.bytes().len())
+        self.matrices().map(|m| m.bytes().len()).sum()
     }
 
     /// Runs one step over `inputs` and returns the wanted logits,
@@ -400,9 +412,10 @@ impl Model {
         if let Some(prev) = self.split.previous_stage() {
             self.comm.recv(prev, x);
         } else {
+            let embd = self.token_embd.as_ref().expect("the first stage binds the embedding");
             let tokens = inputs.iter().flat_map(|i| i.tokens.iter());
             for ((row, &t), &pos) in x.chunks_exact_mut(d).zip(tokens).zip(&positions) {
-                self.token_embd.row_into(t as usize, row);
+                embd.row_into(t as usize, row);
                 if let Some(pe) = &self.position_embd {
                     let h = grow(&mut s.h, d);
                     pe.row_into(pos, h);
@@ -506,7 +519,10 @@ impl Model {
         let logits = &mut s.logits[logits_at..logits_at + len];
         match &self.output {
             Some(out) => out.forward(pool, rows, logits),
-            None => memwall_kernels::matmul(pool, &self.token_embd.as_mat(), rows, logits),
+            None => {
+                let tied = self.token_embd.as_ref().expect("the logits rank binds the tied head");
+                memwall_kernels::matmul(pool, &tied.as_mat(), rows, logits)
+            }
         }
         len
     }

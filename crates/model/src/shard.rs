@@ -11,8 +11,10 @@
 //! `attn_output` (the columns of the rank's heads) and `ffn_down` (its
 //! feed-forward slice). Each rank's partial `attn_output` and `ffn_down`
 //! products are summed by one all-reduce ([`Collective::all_reduce_sum`]);
-//! their biases are bound on rank 0 only, so they are added once. Norms,
-//! embeddings and the output head are replicated on every rank. The heads
+//! their biases are bound on rank 0 only, so they are added once. Norms
+//! are replicated, the embeddings bound on the first stage's ranks and the
+//! output head on the one rank that computes the logits
+//! ([`Split::computes_logits`]). The heads
 //! and kv heads must divide by `size`; in a quantized matrix a column split
 //! must fall on block boundaries — otherwise binding fails saying so.
 //!

@@ -52,8 +52,8 @@ fn run(model: &Model, batch: Batch) -> Vec<f32> {
 }
 
 /// Rank 0's logits of `path` split as `split(rank)` over `size` threads,
-/// with each rank's weight bytes.
-fn run_split(path: &Path, size: usize, split: fn(usize) -> Split, batch: Batch) -> (Vec<f32>, Vec<usize>) {
+/// with each rank's weight bytes read per step and held.
+fn run_split(path: &Path, size: usize, split: fn(usize) -> Split, batch: Batch) -> (Vec<f32>, Vec<(usize, usize)>) {
     let handles: Vec<_> = ThreadGroup::new(size)
         .into_iter()
         .map(|g| {
@@ -62,7 +62,7 @@ fn run_split(path: &Path, size: usize, split: fn(usize) -> Split, batch: Batch) 
                 let split = split(g.rank());
                 let comm: Arc<dyn Collective> = Arc::new(g);
                 let m = load_split(&path, split, comm, &mut |_, _| {}).unwrap().model;
-                (run(&m, batch), m.weight_bytes())
+                (run(&m, batch), (m.weight_bytes(), m.total_weight_bytes()))
             })
         })
         .collect();
@@ -101,7 +101,11 @@ fn tensor_parallel_logits_match_the_whole_model() {
         assert!(d < 1e-4, "{name}: tensor-parallel logits differ by {d}");
         // Each rank reads half of every layer matrix; rank 0 also the output head.
         let all = whole.weight_bytes();
-        assert!(bytes[0] > bytes[1] && bytes[0] < all && 2 * bytes[1] < all, "{name}: {bytes:?} of {all}");
+        let read: Vec<usize> = bytes.iter().map(|b| b.0).collect();
+        assert!(read[0] > read[1] && read[0] < all && 2 * read[1] < all, "{name}: {read:?} of {all}");
+        // Both embed; only rank 0 holds an untied output head (a tied one
+        // is the embedding both hold).
+        assert!(bytes[1].1 <= bytes[0].1 && bytes[0].1 < whole.total_weight_bytes(), "{name}: {bytes:?}");
     }
 }
 
@@ -129,8 +133,13 @@ fn tensor_and_pipeline_combined_match_the_whole_model() {
         assert!(d < 1e-4, "{name}: --tp 2 --pp 2 logits differ by {d}");
         // Each of the 4 ranks reads a quarter of the layers; rank 2 the output head too.
         let all = whole.weight_bytes();
-        assert!(bytes[0] == bytes[1] && bytes[0] == bytes[3] && 4 * bytes[0] < all, "{name}: {bytes:?} of {all}");
-        assert!(bytes[2] > bytes[3], "{name}: {bytes:?}");
+        let read: Vec<usize> = bytes.iter().map(|b| b.0).collect();
+        assert!(read[0] == read[1] && read[0] == read[3] && 4 * read[0] < all, "{name}: {read:?} of {all}");
+        assert!(read[2] > read[3], "{name}: {read:?}");
+        // Rank 3 (second stage, no logits) holds its layers and nothing else;
+        // the first stage holds the embedding too.
+        assert_eq!(bytes[3].1, bytes[3].0, "{name}: {bytes:?}");
+        assert!(bytes[1].1 > bytes[1].0, "{name}: {bytes:?}");
     }
 }
 
