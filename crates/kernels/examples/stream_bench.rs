@@ -2,7 +2,7 @@
 //! caches, so that it measures the kernels' streaming rate from memory
 //! (not a test: it asserts nothing).
 //!
-//! `[HUGE=1] cargo run --release -p memwall-kernels --example stream_bench [threads] [MB]`
+//! `[HUGE=1] cargo run --release -p memwall-kernels --example stream_bench [threads] [MB] [dtype]`
 //!
 //! With `HUGE=1` the weights are `madvise(MADV_HUGEPAGE)`d (2 MiB pages)
 //! before they are written. Prints the fastest of 8 calls per type and ISA.
@@ -15,7 +15,10 @@ fn main() {
     let mb: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(300);
     let pool = ThreadPool::new(threads);
     let cols = 2048;
-    for dtype in [DType::Q4_0, DType::Q8_0, DType::Q4_1] {
+    let only: Option<DType> =
+        std::env::args().nth(3).and_then(|a| DType::EVERY.into_iter().find(|t| t.name().eq_ignore_ascii_case(&a)));
+    let types = [DType::Q4_0, DType::Q8_0, DType::Q4_1, DType::Q4_K, DType::Q6_K];
+    for dtype in types.into_iter().filter(|d| only.is_none_or(|o| o == *d)) {
         let rb = dtype.row_bytes(cols).unwrap();
         let rows = mb * 1_000_000 / rb;
         let huge = std::env::var("HUGE").is_ok();
@@ -32,11 +35,15 @@ fn main() {
             for (j, v) in b.iter_mut().enumerate() {
                 *v = (i * 31 + j * 7) as u8;
             }
-            b[0] = 0;
-            b[1] = 0x2c;
-            if matches!(dtype, DType::Q4_1) {
-                b[2] = 0;
-                b[3] = 0x2c;
+            // Small finite f16 scales (0x2c00 = 0.0625): d, and m / dmin.
+            let scales: &[usize] = match dtype {
+                DType::Q4_1 | DType::Q4_K => &[0, 2],
+                DType::Q6_K => &[208],
+                _ => &[0],
+            };
+            for &at in scales {
+                b[at] = 0;
+                b[at + 1] = 0x2c;
             }
         }
         let w = MatRef::new(dtype, rows, cols, data);

@@ -9,15 +9,16 @@
 //! integers and `q` a small signed integer; [`KBlock`] is that common form.
 //! Types without a minimum have `dmin = 0`, `m = 0` (`x - 0.0 == x`, so the
 //! formula is still bit-exact with ggml's `dl * q`). The matmul multiplies
-//! k-quant rows with the same 32-element Q8 activation blocks as the other
-//! formats, with an exact integer sum per group (see
+//! k-quant rows with activations quantized to ggml's Q8_K
+//! ([`quantize_row_q8_k`]: one f32 scale per super-block, so a whole
+//! super-block of weights and activations meets in integers; see
 //! `matmul::reference::dot_kquant`).
 //!
 //! The quantizers (ggml's `quantize_row_q*_K_ref`, byte-identical) are in
 //! [`crate::kquant_quantize`]; `quant::quantize_row` dispatches to them.
 
 use crate::dtype::DType;
-use crate::quant::f16_at;
+use crate::quant::{f16_at, round_ties_even_small};
 
 /// Elements per super-block.
 pub const QK_K: usize = 256;
@@ -137,6 +138,110 @@ pub fn kblock(dtype: DType, b: &[u8]) -> KBlock {
         _ => unreachable!("{dtype} is not a k-quant"),
     }
     k
+}
+
+/// Quantize activations `x: [n]` (`n` a multiple of 256) to ggml's Q8_K,
+/// bit for bit as `quantize_row_q8_K_ref` (`ggml-quants.c`; ggml's x86
+/// build calls that same scalar code): per super-block `b`, `max` is the
+/// first element of largest magnitude, `iscale = -127 / max`,
+/// `qs = min(127, round_ties_even(iscale * x))`, `d[b] = 1 / iscale` (f32),
+/// and `bsums[g]` = the sum of the 16 quants of group `g`. An all-zero
+/// block gives `d = 0`, zero quants and zero sums (ggml leaves its `bsums`
+/// unwritten there). NaN inputs are outside the contract.
+///
+/// `qs`: `[n]`, `d`: `[n / 256]`, `bsums`: `[n / 16]` (ggml stores them as
+/// i16; they fit, |sum| <= 16 * 127).
+pub fn quantize_row_q8_k(x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [i32]) {
+    assert!(x.len().is_multiple_of(QK_K) && qs.len() == x.len());
+    assert!(d.len() == x.len() / QK_K && bsums.len() == x.len() / 16);
+    #[cfg(target_arch = "x86_64")]
+    if crate::matmul::Isa::detect() == crate::matmul::Isa::Avx512 {
+        // SAFETY: the CPU has AVX-512 F/BW/VL (detected); lengths checked above.
+        return unsafe { x86::quantize_row_q8_k_avx512(x, qs, d, bsums) };
+    }
+    quantize_row_q8_k_reference(x, qs, d, bsums)
+}
+
+/// The scalar code of [`quantize_row_q8_k`] (the AVX-512 variant is
+/// bit-identical to it on finite inputs).
+pub fn quantize_row_q8_k_reference(x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [i32]) {
+    assert!(x.len().is_multiple_of(QK_K) && qs.len() == x.len());
+    assert!(d.len() == x.len() / QK_K && bsums.len() == x.len() / 16);
+    let blocks = x.chunks_exact(QK_K).zip(qs.chunks_exact_mut(QK_K)).zip(d.iter_mut().zip(bsums.chunks_exact_mut(16)));
+    for ((xb, qb), (d, bs)) in blocks {
+        // Two passes (a vectorizable maximum, then the first element that
+        // reaches it) find ggml's `max`: the first strictly largest |x|.
+        let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        if amax == 0.0 {
+            *d = 0.0;
+            qb.fill(0);
+            bs.fill(0);
+            continue;
+        }
+        let max = xb.iter().copied().find(|v| v.abs() == amax).unwrap_or(amax);
+        let iscale = -127.0 / max;
+        for (q, &v) in qb.iter_mut().zip(xb) {
+            // ggml's `nearest_int` (the same 1.5 * 2^23 trick), then MIN(127, v).
+            *q = (round_ties_even_small(iscale * v) as i32).min(127) as i8;
+        }
+        for (s, q) in bs.iter_mut().zip(qb.chunks_exact(16)) {
+            *s = q.iter().map(|&v| v as i32).sum();
+        }
+        *d = 1.0 / iscale;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::QK_K;
+    use std::arch::x86_64::*;
+
+    /// [`super::quantize_row_q8_k_reference`] sixteen values at a time: the
+    /// same `amax`, first element reaching it, `iscale * x` rounded to
+    /// nearest even, `min(127, ·)`, integer group sums and `1 / iscale`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(super) unsafe fn quantize_row_q8_k_avx512(x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [i32]) {
+        for (b, xb) in x.chunks_exact(QK_K).enumerate() {
+            // SAFETY: block b has 256 values in `x` and 256 quants in `qs`,
+            // 16 sums in `bsums` and one scale in `d` (checked by the caller).
+            unsafe {
+                let xp = xb.as_ptr();
+                let mut m = _mm512_setzero_ps();
+                for k in 0..16 {
+                    m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(xp.add(16 * k))));
+                }
+                let amax = _mm512_reduce_max_ps(m);
+                if amax == 0.0 {
+                    d[b] = 0.0;
+                    qs[b * QK_K..(b + 1) * QK_K].fill(0);
+                    bsums[16 * b..16 * b + 16].fill(0);
+                    continue;
+                }
+                let va = _mm512_set1_ps(amax);
+                let mut max = amax;
+                for k in 0..16 {
+                    let v = _mm512_loadu_ps(xp.add(16 * k));
+                    let hit = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_abs_ps(v), va);
+                    if hit != 0 {
+                        max = *xb.get_unchecked(16 * k + hit.trailing_zeros() as usize);
+                        break;
+                    }
+                }
+                let iscale = -127.0 / max;
+                let vi = _mm512_set1_ps(iscale);
+                let top = _mm512_set1_epi32(127);
+                let out = qs.as_mut_ptr().add(b * QK_K);
+                for k in 0..16 {
+                    let v = _mm512_mul_ps(vi, _mm512_loadu_ps(xp.add(16 * k)));
+                    let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+                    let q = _mm512_min_epi32(_mm512_cvtps_epi32(r), top);
+                    _mm_storeu_si128(out.add(16 * k) as *mut __m128i, _mm512_cvtepi32_epi8(q));
+                    bsums[16 * b + k] = _mm512_reduce_add_epi32(q);
+                }
+                d[b] = 1.0 / iscale;
+            }
+        }
+    }
 }
 
 /// Dequantize one super-block into `y: [256]`, bit-exact with ggml.

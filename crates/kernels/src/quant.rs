@@ -287,34 +287,27 @@ pub fn round_ties_even_small(v: f32) -> f32 {
     (v + MAGIC) - MAGIC
 }
 
-/// One row of activations quantized to 8-bit blocks of 32 for the integer
-/// dot kernels: ggml's Q8_0 (`d`) and Q8_1 (`d` and `s = d * sum(qs)`) with
-/// f32 scales.
+/// One row of activations quantized to 8 bits for the integer dot kernels,
+/// in one of two forms:
 ///
-/// `qs`: `[n]`, `d` and `s`: `[n / 32]`; for k-quant weights also
-/// `xs16`: `[n / 16]`, `d * sum(qs)` over each group of 16 in f32 (one
-/// rounding), which the k-quant kernels use for the row-independent part of
-/// their sums (mins, offsets); empty otherwise. For tiled weights also
-/// `gsum`: `[n / 16]`, the exact integer `sum(qs)` of each group of 16 (the
-/// tile kernels take the weights' offsets and minimums back with it);
-/// empty otherwise.
+/// - **Q8_0 / Q8_1** (weights in the 32-element formats,
+///   [`quantize_row_q8`]): `qs`: `[n]`, `d` and `s`: `[n / 32]` (ggml's
+///   Q8_0 `d` and Q8_1 `s = d * sum(qs)`, f32). For tiled weights also
+///   `gsum`: `[n / 16]`, the exact integer `sum(qs)` of each group of 16
+///   (the tile kernels take the weights' offsets back with it); empty
+///   otherwise. `qsum32` is empty.
+/// - **Q8_K** (k-quant weights, [`crate::kquant::quantize_row_q8_k`]):
+///   `qs`: `[n]`, `d`: `[n / 256]` (one f32 scale per super-block),
+///   `gsum`: `[n / 16]` (ggml's `bsums`), and `qsum32`: `[n / 32]`, the
+///   exact `sum(qs)` of each 32 as f32 (what the minimums of Q4_K/Q5_K
+///   multiply). `s` is empty.
 #[derive(Clone, Copy)]
 pub struct Q8Row<'a> {
     pub qs: &'a [i8],
     pub d: &'a [f32],
     pub s: &'a [f32],
-    pub xs16: &'a [f32],
     pub gsum: &'a [i32],
-}
-
-/// `xs16[g] = d[g / 2] * sum(qs[16 g .. 16 g + 16])` (see [`Q8Row`]).
-/// `qs`: `[n]`, `d`: `[n / 32]`, `xs16`: `[n / 16]`.
-pub fn group_sums_q8(qs: &[i8], d: &[f32], xs16: &mut [f32]) {
-    assert!(qs.len() == 16 * xs16.len() && d.len() * 2 == xs16.len());
-    for (g, (o, q)) in xs16.iter_mut().zip(qs.chunks_exact(16)).enumerate() {
-        let sum: i32 = q.iter().map(|&v| v as i32).sum();
-        *o = d[g / 2] * sum as f32;
-    }
+    pub qsum32: &'a [f32],
 }
 
 /// Quantize activations `x: [n]` (n a multiple of 32) to `qs: [n]`,

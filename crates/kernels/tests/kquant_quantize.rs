@@ -8,7 +8,7 @@
 //! - `round_trip_error_within_llama_cpp_bounds`: llama.cpp's
 //!   `test-quantize-fns` total-error check on its synthetic cosine data.
 
-use memwall_kernels::kquant::QK_K;
+use memwall_kernels::kquant::{quantize_row_q8_k, quantize_row_q8_k_reference, QK_K};
 use memwall_kernels::quant::{dequantize_row, quantize_row};
 use memwall_kernels::DType;
 
@@ -186,4 +186,60 @@ fn error_decreases_with_bits() {
         assert!(err < last * 0.75, "{dtype}: error {err} not well below the coarser type's {last}");
         last = err;
     }
+}
+
+// ---- Q8_K, the activations of the k-quant matmuls ----
+
+/// `quantize_row_q8_k`'s signature: `(x, qs, d, bsums)`.
+type Quantizer = fn(&[f32], &mut [i8], &mut [f32], &mut [i32]);
+
+/// `quantize_row_q8_k` (and its scalar reference) against ggml's own
+/// `quantize_row_q8_K_ref`, bit for bit: `tests/data/q8_k.bin`, written by
+/// `tools/q8_k_fixture.py` (input and ggml's `block_q8_K`s), covers
+/// Gaussian blocks at four scales, an outlier, ties (`iscale = 1`, values
+/// `k + 0.5`), `+max` before `-max`, an all-zero and a constant block.
+#[test]
+fn q8_k_matches_ggml() {
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/q8_k.bin")).unwrap();
+    assert_eq!(&bytes[..4], b"Q8KF");
+    let nb = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    let n = nb * QK_K;
+    let x: Vec<f32> = bytes[8..8 + 4 * n].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let blocks = &bytes[8 + 4 * n..];
+    assert_eq!(blocks.len(), nb * (4 + QK_K + 32));
+    for (name, f) in [("simd", quantize_row_q8_k as Quantizer), ("reference", quantize_row_q8_k_reference)] {
+        let (mut qs, mut d, mut bsums) = (vec![0i8; n], vec![0f32; nb], vec![0i32; n / 16]);
+        f(&x, &mut qs, &mut d, &mut bsums);
+        for (b, want) in blocks.chunks_exact(4 + QK_K + 32).enumerate() {
+            let wd = f32::from_le_bytes(want[..4].try_into().unwrap());
+            assert_eq!(d[b].to_bits(), wd.to_bits(), "{name} block {b}: d");
+            let wq: Vec<i8> = want[4..4 + QK_K].iter().map(|&v| v as i8).collect();
+            assert_eq!(&qs[b * QK_K..(b + 1) * QK_K], &wq[..], "{name} block {b}: qs");
+            let ws: Vec<i32> =
+                want[4 + QK_K..].chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i32).collect();
+            assert_eq!(&bsums[16 * b..16 * b + 16], &ws[..], "{name} block {b}: bsums");
+        }
+    }
+}
+
+/// The SIMD Q8_K quantizer is its scalar reference on random blocks with
+/// repeated magnitudes of both signs.
+#[test]
+fn q8_k_simd_is_the_reference() {
+    let mut r = SplitMix64(11);
+    let n = 64 * QK_K;
+    let mut x: Vec<f32> = (0..n).map(|_| r.gauss_int() * 1e-6).collect();
+    for b in 0..64 {
+        let i = (r.next() % QK_K as u64) as usize;
+        let j = (r.next() % QK_K as u64) as usize;
+        let v = 9.0 * (b as f32 + 1.0);
+        x[b * QK_K + i] = if b % 2 == 0 { v } else { -v };
+        x[b * QK_K + j] = if b % 3 == 0 { v } else { -v };
+    }
+    let q = |f: Quantizer| {
+        let (mut qs, mut d, mut bsums) = (vec![0i8; n], vec![0f32; n / QK_K], vec![0i32; n / 16]);
+        f(&x, &mut qs, &mut d, &mut bsums);
+        (qs, d.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), bsums)
+    };
+    assert_eq!(q(quantize_row_q8_k), q(quantize_row_q8_k_reference));
 }

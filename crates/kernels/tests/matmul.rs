@@ -12,12 +12,21 @@
 //! block after an exact integer sum), and the `m` term only exists for
 //! Q4_1/Q5_1, whose kernels add `d*q*x` and `m*s` separately.
 //!
-//! K-quants (`y = (d sc) q - dmin m` per group of 16) are summed as two
-//! float terms per 32-element activation block, so for them `n_terms` is
-//! `cols / 16` and the magnitude counts both parts:
+//! K-quants (`y = (d sc) q - dmin m` per group of 16) take Q8_K activations
+//! (one f32 scale per 256), so the reference is `x` as Q8_K rounds it. A
+//! super-block's weight integers meet the activation integers exactly; the
+//! reference kernel then rounds at most once per scale group (16 per
+//! super-block, summing `sc · Σ q q_x` in f32) and twice per super-block
+//! (`fma(d d_x, ...)`, `fma(-dmin d_x, ...)`, each after one rounded
+//! product), the row kernels once per super-block and lane (i32 to f32,
+//! `d · d_x`, the fused add) plus their horizontal sum. With the f32
+//! roundings of the dequantized weights and of `q_x · d_x` that gives
+//! `n_terms = cols / 128 + 16` (2 per super-block, 16 in one), and the
+//! magnitude counts both parts of the weights:
 //! `sum_c (|d sc q| + |dmin m|) |x_c|`. They have no quantizer, so their
 //! weights are always random bytes with sane f16 scales.
 
+use memwall_kernels::kquant::{quantize_row_q8_k, QK_K};
 use memwall_kernels::matmul::{matmul_with, packed, Isa, PackedMat};
 use memwall_kernels::quant::{dequantize_row, quantize_row, quantize_row_q8};
 use memwall_kernels::{DType, MatRef, ThreadPool};
@@ -82,13 +91,18 @@ fn kquant_parts(dtype: DType, row: &[u8], cols: usize) -> (Vec<f32>, Vec<f32>) {
 }
 
 /// Activations as the kernel sees them: exact for float weights, Q8-rounded
-/// for block formats; with the per-block sums `s` (`[n / 32]`, f16-rounded as
+/// for block formats (Q8_K for k-quants); with the per-block sums `s` (`[n / 32]`, f16-rounded as
 /// ggml stores them) that Q4_1/Q5_1 multiply by their offsets `m`.
 fn effective_x(dtype: DType, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
     if !dtype.is_quantized() {
         return (x.to_vec(), vec![]);
     }
     let n = x.len();
+    if dtype.is_kquant() {
+        let (mut qs, mut d, mut bsums) = (vec![0i8; n], vec![0f32; n / QK_K], vec![0i32; n / 16]);
+        quantize_row_q8_k(x, &mut qs, &mut d, &mut bsums);
+        return (qs.iter().enumerate().map(|(i, &q)| q as f32 * d[i / QK_K]).collect(), vec![]);
+    }
     let (mut qs, mut d, mut s) = (vec![0i8; n], vec![0f32; n / 32], vec![0f32; n / 32]);
     quantize_row_q8(x, &mut qs, &mut d, &mut s);
     (qs.iter().enumerate().map(|(i, &q)| q as f32 * d[i / 32]).collect(), s)
@@ -105,7 +119,7 @@ fn check_against_exact(dtype: DType, rows: usize, cols: usize, n_tokens: usize, 
     }
     let (xe, sums): (Vec<Vec<f32>>, Vec<Vec<f32>>) = x.chunks(cols).map(|t| effective_x(dtype, t)).unzip();
     let n_terms = if dtype.is_kquant() {
-        cols / 16
+        cols / 128 + 16
     } else if dtype.is_quantized() {
         cols / 32
     } else {

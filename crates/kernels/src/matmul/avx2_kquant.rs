@@ -1,26 +1,31 @@
-//! AVX2 + FMA + F16C dot kernels for the k-quants of Q4_K_M files (Q4_K and
-//! Q6_K) against the 32-element Q8_0 activation blocks.
+//! AVX2 + FMA + F16C dot kernels for the k-quants of Q4_K_M / Q5_K_M files
+//! (Q4_K, Q5_K and Q6_K) against Q8_K activations (one f32 scale per 256-element
+//! super-block, `quantize_row_q8_k`), after ggml's `ggml_vec_dot_q4_K_q8_K`
+//! and `ggml_vec_dot_q6_K_q8_K` (`arch/x86/quants.c`); Q5_K is Q4_K with
+//! each element's fifth bit or-ed in from `qh`.
 //!
-//! The arithmetic is the reference's (`reference::dot_kquant`) regrouped:
-//! per activation block, exact integer sums of `sc[g] * q * q_x` in 8 i32
-//! lanes (`_mm256_maddubs_epi16` of unsigned quants with signed
-//! activations, then `_mm256_madd_epi16` with the group scales as i16),
-//! converted to f32 per lane and multiplied by `d * d_x`. The parts that do
-//! not depend on the weight quants — Q4_K's `dmin * m[g] * sum(x)` and
-//! Q6_K's `-32` offset, `32 d sc[g] * sum(x)` — are one 16-lane float dot per
-//! super-block with the row-independent group sums `Q8Row::xs16`, kept in a
-//! second accumulator and subtracted at the end. The float rounding thus
-//! differs from the reference (bounds in `tests/matmul.rs`). Weights are
-//! prefetched [`PREFETCH_BYTES`] ahead.
+//! Per super-block and token, the whole super-block meets in integers: 8 i32
+//! lanes of `Σ sc[g] · q · q_x` (`_mm256_maddubs_epi16` of unsigned quants
+//! with signed activations, then `_mm256_madd_epi16` with the group scales
+//! as i16). Q6_K's `-32` offset is taken back in the same integers
+//! (`32 Σ_g sc[g] · bsum_x[g]`), so the super-block costs one float
+//! operation, `acc = fma(d · d_x, float(sumi), acc)` per lane; Q4_K's
+//! minimums are the exact integers `m[j] · qsum32_x[j]` in 8 f32 lanes and
+//! one more `fma(dmin · d_x, ·)` into a second accumulator subtracted at
+//! the end. The
+//! float rounding thus differs from the reference (bounds in
+//! `tests/matmul.rs`). Weights are prefetched [`PREFETCH_BYTES`] ahead.
 
 use super::{Kernel, QDot, QDot4, PREFETCH_BYTES};
 use crate::dtype::DType;
+use crate::kquant::QK_K;
 use crate::quant::{Q8Row, QK};
 use std::arch::x86_64::*;
 
 pub(super) fn kernel(dtype: DType) -> Kernel {
     match dtype {
         DType::Q4_K => Kernel::Quant(dot_q4_k as QDot, Some(dot_q4_kx4 as QDot4)),
+        DType::Q5_K => Kernel::Quant(dot_q5_k as QDot, Some(dot_q5_kx4 as QDot4)),
         DType::Q6_K => Kernel::Quant(dot_q6_k as QDot, None),
         _ => super::reference::kernel(dtype),
     }
@@ -40,51 +45,60 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
     crate::quant::f16_at(b, i)
 }
 
-/// Q4_K × Q8_0 activations for `N` tokens (weights unpacked once).
+/// Q4_K (`Q5 = false`) or Q5_K × Q8_K activations for `N` tokens (weights
+/// unpacked once; the same operations for every token, so each is its
+/// one-token result).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_k<const N: usize>(w: &[u8], xs_: [&Q8Row; N]) -> [f32; N] {
-    const BB: usize = 144;
-    let nsb = w.len() / BB;
-    assert!(w.len() == nsb * BB);
+unsafe fn q45_k<const Q5: bool, const N: usize>(w: &[u8], xs_: [&Q8Row; N]) -> [f32; N] {
+    // d, dmin, scales[12], (Q5_K: qh[32]), qs[128]
+    let (bb, qs_at) = if Q5 { (176, 48) } else { (144, 16) };
+    let nsb = w.len() / bb;
+    assert!(w.len() == nsb * bb);
     for x in xs_ {
-        assert!(x.qs.len() == nsb * 256 && x.d.len() == nsb * 8 && x.xs16.len() == nsb * 16);
+        assert!(x.qs.len() == nsb * QK_K && x.d.len() == nsb && x.qsum32.len() == nsb * 8);
     }
     let low = _mm256_set1_epi8(0x0f);
     let (mut acc, mut acc_min) = ([_mm256_setzero_ps(); N], [_mm256_setzero_ps(); N]);
-    for (sb, b) in w.chunks_exact(BB).enumerate() {
+    let one = _mm256_set1_epi8(1);
+    for (sb, b) in w.chunks_exact(bb).enumerate() {
         _mm_prefetch(b.as_ptr().wrapping_add(PREFETCH_BYTES) as *const i8, _MM_HINT_T0);
         let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        // SAFETY: qh is bytes 16..48 of a Q5_K block.
+        let qh = if Q5 { _mm256_loadu_si256(b.as_ptr().add(16) as *const __m256i) } else { _mm256_setzero_si256() };
         let s = &b[4..16];
-        // The minimums: dmin * sum_g m[g] * xs16[g], row-independent sums of x.
+        // The minimums: m[j] · qsum32_x[j], exact integers in f32 lanes.
         let mut m = [0f32; 8];
         for (j, m) in m.iter_mut().enumerate() {
             *m = if j < 4 { s[j + 4] & 63 } else { (s[j + 4] >> 4) | ((s[j] >> 6) << 4) } as f32;
         }
-        let m_lo = _mm256_setr_ps(m[0], m[0], m[1], m[1], m[2], m[2], m[3], m[3]);
-        let m_hi = _mm256_setr_ps(m[4], m[4], m[5], m[5], m[6], m[6], m[7], m[7]);
-        for t in 0..N {
-            let xs = xs_[t].xs16.as_ptr().add(16 * sb);
-            let mx = _mm256_fmadd_ps(m_lo, _mm256_loadu_ps(xs), _mm256_mul_ps(m_hi, _mm256_loadu_ps(xs.add(8))));
-            acc_min[t] = _mm256_fmadd_ps(_mm256_set1_ps(dmin), mx, acc_min[t]);
-        }
+        let m = _mm256_loadu_ps(m.as_ptr());
+        let mut sumi = [_mm256_setzero_si256(); N];
         for c in 0..4 {
-            // SAFETY: 32 bytes at 16 + 32c < 144; activations checked above.
-            let q = _mm256_loadu_si256(b.as_ptr().add(16 + 32 * c) as *const __m256i);
+            // SAFETY: 32 bytes at qs_at + 32c are inside the block; activations checked above.
+            let q = _mm256_loadu_si256(b.as_ptr().add(qs_at + 32 * c) as *const __m256i);
             let halves = [_mm256_and_si256(q, low), _mm256_and_si256(_mm256_srli_epi16(q, 4), low)];
-            for (h, qw) in halves.into_iter().enumerate() {
+            for (h, mut qw) in halves.into_iter().enumerate() {
                 let j = 2 * c + h;
+                if Q5 {
+                    // Bit j of qh[l] is bit 4 of element l of sub-block j.
+                    let bit = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(j as i32)), one);
+                    qw = _mm256_or_si256(qw, _mm256_slli_epi16(bit, 4));
+                }
                 let sc = if j < 4 { s[j] & 63 } else { (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4) };
                 let sc = _mm256_set1_epi16(sc as i16);
-                let i = sb * 8 + j;
                 for t in 0..N {
-                    let x = xs_[t];
-                    let qx = _mm256_loadu_si256(x.qs.as_ptr().add(i * QK) as *const __m256i);
-                    let isum = _mm256_madd_epi16(_mm256_maddubs_epi16(qw, qx), sc);
-                    let dx = *x.d.get_unchecked(i);
-                    acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * dx), _mm256_cvtepi32_ps(isum), acc[t]);
+                    let qx = _mm256_loadu_si256(xs_[t].qs.as_ptr().add(sb * QK_K + j * QK) as *const __m256i);
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(_mm256_maddubs_epi16(qw, qx), sc));
                 }
             }
+        }
+        for t in 0..N {
+            let x = xs_[t];
+            let dx = *x.d.get_unchecked(sb);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            let mq = _mm256_mul_ps(m, _mm256_loadu_ps(x.qsum32.as_ptr().add(8 * sb)));
+            acc_min[t] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * dx), mq, acc_min[t]);
         }
     }
     let mut out = [0f32; N];
@@ -94,38 +108,47 @@ unsafe fn q4_k<const N: usize>(w: &[u8], xs_: [&Q8Row; N]) -> [f32; N] {
     out
 }
 
-/// Q4_K × Q8_0 activations.
+/// Q4_K × Q8_K activations.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q4_k(w: &[u8], x: &Q8Row) -> f32 {
-    q4_k::<1>(w, [x])[0]
+    q45_k::<false, 1>(w, [x])[0]
 }
 
 /// Four tokens; each bit-identical to [`dot_q4_k`].
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q4_kx4(w: &[u8], x: [&Q8Row; 4]) -> [f32; 4] {
-    q4_k::<4>(w, x)
+    q45_k::<false, 4>(w, x)
 }
 
-/// Q6_K × Q8_0 activations.
+/// Q5_K × Q8_K activations.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q5_k(w: &[u8], x: &Q8Row) -> f32 {
+    q45_k::<true, 1>(w, [x])[0]
+}
+
+/// Four tokens; each bit-identical to [`dot_q5_k`].
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q5_kx4(w: &[u8], x: [&Q8Row; 4]) -> [f32; 4] {
+    q45_k::<true, 4>(w, x)
+}
+
+/// Q6_K × Q8_K activations.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q6_k(w: &[u8], x: &Q8Row) -> f32 {
     const BB: usize = 210;
     let nsb = w.len() / BB;
-    assert!(w.len() == nsb * BB && x.qs.len() == nsb * 256 && x.d.len() == nsb * 8 && x.xs16.len() == nsb * 16);
+    assert!(w.len() == nsb * BB && x.qs.len() == nsb * QK_K && x.d.len() == nsb && x.gsum.len() == nsb * 16);
     let (low, two) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3));
-    let (mut acc, mut acc_off) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut acc = _mm256_setzero_ps();
     for (sb, b) in w.chunks_exact(BB).enumerate() {
         let p = b.as_ptr();
         _mm_prefetch(p.wrapping_add(PREFETCH_BYTES) as *const i8, _MM_HINT_T0);
         let d = f16_at(b, 208);
         let scales = &b[192..208];
-        // The offset: 32 d sum_g sc[g] * xs16[g], row-independent sums of x.
-        let sc16 = _mm_loadu_si128(p.add(192) as *const __m128i);
-        let sc_lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc16));
-        let sc_hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc16, 8)));
-        let xs = x.xs16.as_ptr().add(16 * sb);
-        let sx = _mm256_fmadd_ps(sc_lo, _mm256_loadu_ps(xs), _mm256_mul_ps(sc_hi, _mm256_loadu_ps(xs.add(8))));
-        acc_off = _mm256_fmadd_ps(_mm256_set1_ps(32.0 * d), sx, acc_off);
+        // The offset (u = q + 32): 32 Σ_g sc[g] bsum_x[g], taken back in lane 0.
+        let g = &x.gsum[16 * sb..16 * sb + 16];
+        let off: i32 = (0..16).map(|k| scales[k] as i8 as i32 * g[k]).sum::<i32>() * 32;
+        let mut sumi = _mm256_setr_epi32(-off, 0, 0, 0, 0, 0, 0, 0);
         for half in 0..2 {
             // SAFETY: ql[64 half .. + 64] and qh[32 half .. + 32] are inside the block.
             let ql0 = _mm256_loadu_si256(p.add(64 * half) as *const __m256i);
@@ -150,13 +173,12 @@ unsafe fn dot_q6_k(w: &[u8], x: &Q8Row) -> f32 {
                 let j = 4 * half + k;
                 let (s0, s1) = (scales[2 * j] as i8 as i16, scales[2 * j + 1] as i8 as i16);
                 let sc = _mm256_setr_m128i(_mm_set1_epi16(s0), _mm_set1_epi16(s1));
-                let i = sb * 8 + j;
-                let qx = _mm256_loadu_si256(x.qs.as_ptr().add(i * QK) as *const __m256i);
-                let isum = _mm256_madd_epi16(_mm256_maddubs_epi16(qw, qx), sc);
-                let dx = *x.d.get_unchecked(i);
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * dx), _mm256_cvtepi32_ps(isum), acc);
+                let qx = _mm256_loadu_si256(x.qs.as_ptr().add(sb * QK_K + j * QK) as *const __m256i);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(qw, qx), sc));
             }
         }
+        let dx = *x.d.get_unchecked(sb);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * dx), _mm256_cvtepi32_ps(sumi), acc);
     }
-    hsum(acc) - hsum(acc_off)
+    hsum(acc)
 }

@@ -20,6 +20,8 @@
 //! independent of how many tokens share the call (batch invariance). (With a
 //! separate multiply and add instead of the fused one the compiler kept the
 //! eight accumulators in memory: 25-40% slower.)
+//! The k-quant tiles (`ktile_n`) take Q8_K activations and run
+//! `reference::dot_kquant`'s operations the same way, per super-block.
 //! Each tile block is prefetched into L2 [`PREFETCH_BYTES`] ahead.
 
 use super::packed::KTile;
@@ -41,7 +43,7 @@ const Q8_0: u8 = 2;
 /// `out[t][j] = y[t][16 i + j]`. `tile` is tile `i`'s bytes.
 /// SAFETY contract: the CPU has AVX-512 F/BW/VL + VNNI; `tile` holds
 /// `blocks × 16 × block_bytes` bytes for the `blocks` of every `xs[t]`,
-/// which carries `gsum`.
+/// which carries `gsum` (Q8_0/Q8_1) or is Q8_K (k-quants).
 pub(super) type TileDot = unsafe fn(tile: &[u8], xs: &[Q8Row], out: &mut [[f32; 16]]);
 
 /// Float weights: rows `16 i .. 16 i + 16` × `xs.len()` (≤ [`TILE_TOKENS`])
@@ -230,17 +232,18 @@ unsafe fn kquants<const HB: usize>(q: *const u8) -> [__m512i; 8] {
 
 /// K-quant tiles (`packed::KTile`: `HB` high bits, `u = q + OFF`, with or
 /// without minimums; scales per 32 elements with minimums, per 16
-/// without). Per token, exactly `reference::dot_kquant`'s integers and
-/// float operations:
+/// without) × Q8_K activations. Per token, exactly
+/// `reference::dot_kquant`'s integers and float operations:
 ///
 /// ```text
-/// per sub-block c (activation block i):
-///   isum = Σ_g sc[g] · (Σ u·x - OFF · Σ x)      over the block's groups g (exact, in f32)
-///   a    = fma(isum, d_x, a)
-///   am   = fma(m, xs16[2i], am); am = fma(m, xs16[2i + 1], am)      (MIN)
+/// per scale group G (sub-block c's 32 elements, or its two halves of 16):
+///   dot  = Σ u·x - OFF · bsum_x[G]          exact i32 (vpdpbusd chains from that start)
+///   a    = fma(sc[G], float(dot), a)
 /// per super-block:
-///   acc  = fma(d, a, acc); acc = fma(-dmin, am, acc)                  (without MIN: the
-///                                    reference adds an exact -0 · 0, which changes nothing)
+///   acc  = fma(d · d_x, a, acc)
+///   summ = Σ_c fma(m[c], qsum32_x[c])       (MIN; exact: every partial sum is an integer < 2^24)
+///   acc  = fma(-(dmin · d_x), summ, acc)    (MIN; without it the reference adds a ±0,
+///                                            which leaves its never -0 sum unchanged)
 /// ```
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
@@ -254,31 +257,34 @@ unsafe fn ktile_n<const HB: usize, const OFF: i32, const MIN: bool, const N: usi
     let nsb = tile.len() / tsb;
     assert!(tile.len() == nsb * tsb);
     for x in xs {
-        assert!(
-            x.qs.len() == nsb * QK_K && x.d.len() == nsb * 8 && x.gsum.len() == nsb * 16 && x.xs16.len() == nsb * 16
-        );
+        assert!(x.qs.len() == nsb * QK_K && x.d.len() == nsb && x.gsum.len() == nsb * 16 && x.qsum32.len() == nsb * 8);
     }
     let zero = _mm512_setzero_si512();
     let zf = _mm512_setzero_ps();
     let mut acc = [zf; N];
     let tp = tile.as_ptr();
     for sb in 0..nsb {
-        // SAFETY (reads below): super-block sb is inside `tile`, activation
-        // blocks 8 sb .. 8 sb + 8 inside each `xs[t]` (checked above).
+        // SAFETY (reads below): super-block sb is inside `tile`, and its
+        // activations inside each `xs[t]` (lengths checked above).
         let p = tp.add(sb * tsb);
-        prefetch_ahead(p, tsb);
         // Scales and minimums as f32 (small integers: exact).
         let scales = |g: usize| {
             _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(kt.sc() + 16 * g) as *const __m128i)))
         };
         let mut a = [zf; N];
         for c in 0..8 {
+            // An eighth of the super-block's prefetches per sub-block rather
+            // than all of them (37 lines for Q4_K) at once: streaming from
+            // memory, one token, one thread, Q4_K went from 11.6 to 13.2 GB/s
+            // and Q6_K from 12.6 to 13.5 (`examples/stream_bench.rs`, 300 MB;
+            // Q4_0 runs 14.8-15.5 there).
+            let (l0, l1) = (c * tsb / 8 / 64, ((c + 1) * tsb / 8).div_ceil(64));
+            prefetch_ahead(p.wrapping_add(64 * l0), 64 * (l1 - l0));
             let w = kquants::<HB>(p.add(kt.header() + c * kt.sub()));
             let (sc0, sc1) = if MIN { (scales(c), zf) } else { (scales(2 * c), scales(2 * c + 1)) };
-            let i = 8 * sb + c;
             each_token!(N, t => {
                 let x = &xs[t];
-                let xq = x.qs.as_ptr().add(i * QK) as *const i32;
+                let xq = x.qs.as_ptr().add(sb * QK_K + c * QK) as *const i32;
                 let word = |k: usize| _mm512_set1_epi32(xq.add(k).read_unaligned());
                 // Σ u·x over words k0 .. k0 + 4 (elements 4 k0 .. 4 k0 + 16), two chains, from `init`.
                 let quarter = |k0: usize, init: __m512i| {
@@ -288,40 +294,39 @@ unsafe fn ktile_n<const HB: usize, const OFF: i32, const MIN: bool, const N: usi
                     let a1 = _mm512_dpbusd_epi32(a1, w[k0 + 3], word(k0 + 3));
                     _mm512_add_epi32(a0, a1)
                 };
-                // The reference's integers, formed in f32: every product and
-                // sum is an integer below 2^24 (|sc| <= 128, |Σ q·x| <= 65024
-                // per 16; Q6_K's two groups sum to at most 16 516 096), so exact.
-                let isum = if MIN {
+                if MIN {
                     // OFF = 0: one scale for the 32 elements.
-                    _mm512_mul_ps(sc0, _mm512_cvtepi32_ps(_mm512_add_epi32(quarter(0, zero), quarter(4, zero))))
+                    let dot = _mm512_cvtepi32_ps(_mm512_add_epi32(quarter(0, zero), quarter(4, zero)));
+                    a[t] = _mm512_fmadd_ps(sc0, dot, a[t]);
                 } else {
-                    let (g0, g1) = (*x.gsum.get_unchecked(2 * i), *x.gsum.get_unchecked(2 * i + 1));
-                    let h0 = _mm512_cvtepi32_ps(quarter(0, _mm512_set1_epi32(-OFF * g0)));
-                    let h1 = _mm512_cvtepi32_ps(quarter(4, _mm512_set1_epi32(-OFF * g1)));
-                    _mm512_fmadd_ps(sc1, h1, _mm512_mul_ps(sc0, h0))
-                };
-                a[t] = _mm512_fmadd_ps(isum, _mm512_set1_ps(*x.d.get_unchecked(i)), a[t]);
+                    let g = x.gsum.as_ptr().add(16 * sb + 2 * c);
+                    let h0 = _mm512_cvtepi32_ps(quarter(0, _mm512_set1_epi32(-OFF * *g)));
+                    let h1 = _mm512_cvtepi32_ps(quarter(4, _mm512_set1_epi32(-OFF * *g.add(1))));
+                    a[t] = _mm512_fmadd_ps(sc0, h0, a[t]);
+                    a[t] = _mm512_fmadd_ps(sc1, h1, a[t]);
+                }
             });
         }
         let dw = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
         each_token!(N, t => {
-            acc[t] = _mm512_fmadd_ps(dw, a[t], acc[t]);
+            let dx = _mm512_set1_ps(*xs[t].d.get_unchecked(sb));
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, dx), a[t], acc[t]);
         });
         if MIN {
             // The minimums, in their own pass so the one above keeps its registers.
-            let mut am = [zf; N];
+            let mut summ = [zf; N];
             for c in 0..8 {
                 let m =
                     _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(kt.m() + 16 * c) as *const __m128i)));
                 each_token!(N, t => {
-                    let xs16 = xs[t].xs16.as_ptr().add(2 * (8 * sb + c));
-                    am[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(*xs16), am[t]);
-                    am[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(*xs16.add(1)), am[t]);
+                    let q32 = _mm512_set1_ps(*xs[t].qsum32.get_unchecked(8 * sb + c));
+                    summ[t] = _mm512_fmadd_ps(m, q32, summ[t]);
                 });
             }
             let dmw = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i));
             each_token!(N, t => {
-                acc[t] = _mm512_fnmadd_ps(dmw, am[t], acc[t]);
+                let dx = _mm512_set1_ps(*xs[t].d.get_unchecked(sb));
+                acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(dmw, dx), summ[t], acc[t]);
             });
         }
     }

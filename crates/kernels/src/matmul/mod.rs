@@ -9,6 +9,12 @@
 //!   weight offset `m`); then each block contributes
 //!   `d_w * d_x * sum_i(q_w[i] * q_x[i])` (`+ m_w * s_x`) by fused
 //!   multiply-adds, the integer part exact. Activation scales stay f32 (ggml rounds them to f16).
+//!   K-quant weights take ggml's Q8_K activations instead
+//!   ([`crate::kquant::quantize_row_q8_k`], bit-identical to ggml's
+//!   `quantize_row_q8_K_ref`): one f32 scale per 256-element super-block,
+//!   so a whole super-block of weights meets the activations in exact
+//!   integers and costs two float operations against `d` and `dmin`
+//!   (`reference::dot_kquant`), as `ggml_vec_dot_q*_K_q8_K` does.
 //! - F32/F16/BF16 weights are converted in registers and multiplied with the
 //!   f32 activations (FMA).
 //! - Two layouts ([`Layout`]). **Tiles** (the default on CPUs with AVX-512
@@ -40,8 +46,9 @@
 //! forces one (for tests and benchmarks).
 
 use crate::dtype::DType;
+use crate::kquant::{quantize_row_q8_k, QK_K};
 use crate::pool::{split_range, SharedOut, ThreadPool};
-use crate::quant::{group_sums_q8, quantize_row_q8, Q8Row, QK};
+use crate::quant::{quantize_row_q8, Q8Row, QK};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -248,14 +255,15 @@ pub fn matmul(pool: &ThreadPool, w: &MatRef, x: &[f32], y: &mut [f32]) {
 }
 
 /// Quantized activations of one call, reused across calls: the fields of
-/// [`Q8Row`] for every token.
+/// [`Q8Row`] for every token (`[n_tokens, ...]`, token after token).
 #[derive(Default)]
 struct Q8Scratch {
     qs: Vec<i8>,
     d: Vec<f32>,
     s: Vec<f32>,
-    xs16: Vec<f32>,
     gsum: Vec<i32>,
+    qsum32: Vec<f32>,
+    n_tokens: usize,
 }
 
 thread_local! {
@@ -264,35 +272,43 @@ thread_local! {
 }
 
 impl Q8Scratch {
-    /// Quantizes `x` (`[n_tokens, cols]`) with what `w`'s kernels read.
+    /// Quantizes `x` (`[n_tokens, cols]`) with what `w`'s kernels read:
+    /// Q8_K for k-quants, Q8_0/Q8_1 (plus group sums for tiles) otherwise.
     fn quantize(&mut self, w: &MatRef, x: &[f32]) {
-        let nb = x.len() / QK;
-        self.qs.resize(x.len(), 0);
-        self.d.resize(nb, 0.0);
-        self.s.resize(nb, 0.0);
-        quantize_row_q8(x, &mut self.qs, &mut self.d, &mut self.s);
-        let g16 = if w.dtype.is_kquant() { 2 } else { 0 };
-        self.xs16.resize(g16 * nb, 0.0);
-        if g16 > 0 {
-            group_sums_q8(&self.qs, &self.d, &mut self.xs16);
-        }
+        let n = x.len();
+        self.n_tokens = n / w.cols;
+        self.qs.resize(n, 0);
         self.gsum.clear();
+        self.qsum32.clear();
+        if w.dtype.is_kquant() {
+            self.d.resize(n / QK_K, 0.0);
+            self.s.clear();
+            self.gsum.resize(n / 16, 0);
+            quantize_row_q8_k(x, &mut self.qs, &mut self.d, &mut self.gsum);
+            self.qsum32.extend(self.gsum.chunks_exact(2).map(|g| (g[0] + g[1]) as f32));
+            return;
+        }
+        self.d.resize(n / QK, 0.0);
+        self.s.resize(n / QK, 0.0);
+        quantize_row_q8(x, &mut self.qs, &mut self.d, &mut self.s);
         if w.layout == Layout::Tiles {
             self.gsum.extend(self.qs.chunks_exact(16).map(|q| q.iter().map(|&v| v as i32).sum::<i32>()));
         }
     }
 
-    /// Token `t`'s row of a call with `bpr` blocks per row.
-    fn token(&self, t: usize, bpr: usize) -> Q8Row<'_> {
-        let b = t * bpr..(t + 1) * bpr;
-        let g16 = self.xs16.len() / self.d.len().max(1);
-        let gsum = if self.gsum.is_empty() { &[][..] } else { &self.gsum[2 * b.start..2 * b.end] };
+    /// Token `t`'s row: every field is `n_tokens` equal parts.
+    fn token(&self, t: usize) -> Q8Row<'_> {
+        fn part<T>(v: &[T], t: usize, n: usize) -> &[T] {
+            let len = v.len() / n;
+            &v[t * len..(t + 1) * len]
+        }
+        let n = self.n_tokens;
         Q8Row {
-            qs: &self.qs[b.start * QK..b.end * QK],
-            d: &self.d[b.clone()],
-            s: &self.s[b.clone()],
-            xs16: &self.xs16[g16 * b.start..g16 * b.end],
-            gsum,
+            qs: part(&self.qs, t, n),
+            d: part(&self.d, t, n),
+            s: part(&self.s, t, n),
+            gsum: part(&self.gsum, t, n),
+            qsum32: part(&self.qsum32, t, n),
         }
     }
 }
@@ -323,8 +339,7 @@ pub fn matmul_with(isa: Isa, pool: &ThreadPool, w: &MatRef, x: &[f32], y: &mut [
                 return SCRATCH.with(|s| {
                     let mut s = s.borrow_mut();
                     s.quantize(w, x);
-                    let bpr = w.cols / QK;
-                    let xs: Vec<Q8Row> = (0..n_tokens).map(|t| s.token(t, bpr)).collect();
+                    let xs: Vec<Q8Row> = (0..n_tokens).map(|t| s.token(t)).collect();
                     run_tiled(pool, w, n_tokens, SharedOut::new(y), |tile, t0, o| {
                         // SAFETY: Avx512 is available; tile and token rows
                         // have matching block counts; gsum is filled.
@@ -358,8 +373,7 @@ pub fn matmul_with(isa: Isa, pool: &ThreadPool, w: &MatRef, x: &[f32], y: &mut [
             let mut s = s.borrow_mut();
             s.quantize(w, x);
             let s = &*s;
-            let bpr = w.cols / QK;
-            let tok = |t: usize| s.token(t, bpr);
+            let tok = |t: usize| s.token(t);
             run_tiles(pool, w, n_tokens, out, |r, t0, o| match (dot4, o.len()) {
                 // SAFETY: rows are whole blocks matching the token rows; isa is available.
                 (Some(dot4), TOKEN_TILE) => {

@@ -2,20 +2,32 @@
 //!
 //! Quantized rows follow ggml's x86 kernels: an exact integer sum per block,
 //! then `sumf = fma(sumi, d_w * d_x, sumf)` (then `sumf = fma(m_w, s_x, sumf)`)
-//! in block order. K-quant rows use the same 32-element Q8_0 activation blocks (not
-//! ggml's Q8_K): per super-block, for each activation block `c` the exact
-//! integer `isum_c = sum_g sc[g] * sum(q * q_x)` over its two groups of 16
-//! is folded into `a = fma(isum_c, d_x, a)` and the minimums into
-//! `am = fma(m[g], xs16[g], am)` (`xs16[g] = d_x * sum(q_x)` of group `g`),
-//! then `sumf = fma(d, a, sumf)`, `sumf = fma(-dmin, am, sumf)`: two fused
-//! multiply-adds per activation block and two per super-block, which is what
-//! lets the tile kernels spend their time in integer dot products.
+//! in block order.
+//!
+//! K-quant rows take Q8_K activations (ggml's `ggml_vec_dot_q*_K_q8_K`: one
+//! activation scale `d_x` per 256-element super-block), so a super-block
+//! costs two float operations against the weights' `d` and `dmin`:
+//!
+//! ```text
+//! a    = Σ_G fma(sc[G], Σ_{e in G} q[e] · q_x[e], a)    G: the scale groups (32 elements
+//!                                                      for Q4_K/Q5_K, 16 otherwise), in order
+//! summ = Σ_g m[g] · bsum_x[g]                          exact integer (< 2^24, so exact in f32)
+//! sumf = fma(d · d_x, a, sumf)
+//! sumf = fma(-(dmin · d_x), summ, sumf)
+//! ```
+//!
+//! Every product `sc[G] · Σ q q_x` is an exact integer below 2^23 (at most
+//! 128 · 65 024 for Q6_K, 63 · 125 984 for Q5_K), so `a` is exact until it
+//! passes 2^24 and rounds like any f32 sum after that. Summing it in f32
+//! rather than in i32 (as ggml does) lets the tile kernels apply each scale
+//! with a conversion and one fused multiply-add, where an i32 multiply
+//! (`vpmulld`) would take two uops of the port the VNNI dot products need.
 //! Float rows accumulate `w[c] * x[c]` in f32 with one fused multiply-add
 //! per column, in column order.
 
 use super::{FDot, Kernel, QDot};
 use crate::dtype::DType;
-use crate::kquant::kblock;
+use crate::kquant::{kblock, QK_K};
 use crate::quant::{block_ints, f16_at, Q8Row, QK};
 use half::{bf16, f16};
 
@@ -115,49 +127,54 @@ pub fn dot_q5_1(w: &[u8], x: &Q8Row) -> f32 {
     dot_offset(DType::Q5_1, w, x)
 }
 
-/// A k-quant row × Q8_0 activations (see the module docs).
+/// Elements per scale group of a k-quant, as the kernels apply the scales:
+/// Q4_K and Q5_K have one scale per 32 (stored twice in [`crate::kquant::KBlock`]).
+fn kquant_group(dtype: DType) -> usize {
+    if matches!(dtype, DType::Q4_K | DType::Q5_K) {
+        32
+    } else {
+        16
+    }
+}
+
+/// A k-quant row × Q8_K activations (see the module docs).
 pub fn dot_kquant(dtype: DType, w: &[u8], x: &Q8Row) -> f32 {
     let bb = dtype.block_bytes();
+    let group = kquant_group(dtype);
     let mut sumf = 0.0f32;
     for (sb, b) in w.chunks_exact(bb).enumerate() {
         let k = kblock(dtype, b);
-        let (mut a, mut am) = (0.0f32, 0.0f32);
-        for c in 0..8 {
-            let i = sb * 8 + c;
-            let xq = &x.qs[i * QK..(i + 1) * QK];
-            let wq = &k.q[c * QK..(c + 1) * QK];
-            let mut isum = 0i32;
-            for h in 0..2 {
-                let g = 2 * c + h;
-                let dot: i32 = (16 * h..16 * h + 16).map(|j| wq[j] as i32 * xq[j] as i32).sum();
-                isum += k.sc[g] * dot;
-                am = (k.m[g] as f32).mul_add(x.xs16[2 * i + h], am);
-            }
-            a = (isum as f32).mul_add(x.d[i], a);
+        let xq = &x.qs[sb * QK_K..(sb + 1) * QK_K];
+        let mut a = 0.0f32;
+        for g in (0..QK_K).step_by(group) {
+            let dot: i32 = (g..g + group).map(|e| k.q[e] as i32 * xq[e] as i32).sum();
+            a = (k.sc[g / 16] as f32).mul_add(dot as f32, a);
         }
-        sumf = k.d.mul_add(a, sumf);
-        sumf = (-k.dmin).mul_add(am, sumf);
+        let summ: i32 = (0..16).map(|g| k.m[g] * x.gsum[16 * sb + g]).sum();
+        let dx = x.d[sb];
+        sumf = (k.d * dx).mul_add(a, sumf);
+        sumf = (-(k.dmin * dx)).mul_add(summ as f32, sumf);
     }
     sumf
 }
 
-/// Q2_K row × Q8_0 activations.
+/// Q2_K row × Q8_K activations.
 pub fn dot_q2_k(w: &[u8], x: &Q8Row) -> f32 {
     dot_kquant(DType::Q2_K, w, x)
 }
-/// Q3_K row × Q8_0 activations.
+/// Q3_K row × Q8_K activations.
 pub fn dot_q3_k(w: &[u8], x: &Q8Row) -> f32 {
     dot_kquant(DType::Q3_K, w, x)
 }
-/// Q4_K row × Q8_0 activations.
+/// Q4_K row × Q8_K activations.
 pub fn dot_q4_k(w: &[u8], x: &Q8Row) -> f32 {
     dot_kquant(DType::Q4_K, w, x)
 }
-/// Q5_K row × Q8_0 activations.
+/// Q5_K row × Q8_K activations.
 pub fn dot_q5_k(w: &[u8], x: &Q8Row) -> f32 {
     dot_kquant(DType::Q5_K, w, x)
 }
-/// Q6_K row × Q8_0 activations.
+/// Q6_K row × Q8_K activations.
 pub fn dot_q6_k(w: &[u8], x: &Q8Row) -> f32 {
     dot_kquant(DType::Q6_K, w, x)
 }
