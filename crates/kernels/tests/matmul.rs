@@ -244,10 +244,11 @@ proptest! {
         check_against_exact(dtype, rows, cols, n_tokens, false, seed);
     }
 
+    // 16+ tokens: the activations are quantized by every thread of the pool.
     #[test]
     fn outputs_are_batch_invariant(
         dtype in any_dtype(), rows in 1usize..38, blocks in 1usize..9,
-        n_tokens in 2usize..8, seed in any::<u64>(),
+        n_tokens in 2usize..24, seed in any::<u64>(),
     ) {
         check_batch_invariance(dtype, rows, cols_of(dtype, blocks), n_tokens, seed);
     }

@@ -50,8 +50,9 @@ use crate::kquant::{quantize_row_q8_k, QK_K};
 use crate::pool::{split_range, SharedOut, ThreadPool};
 use crate::quant::{quantize_row_q8, Q8Row, QK};
 use std::cell::RefCell;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -271,29 +272,92 @@ thread_local! {
     static SCRATCH: RefCell<Q8Scratch> = RefCell::new(Q8Scratch::default());
 }
 
-impl Q8Scratch {
-    /// Quantizes `x` (`[n_tokens, cols]`) with what `w`'s kernels read:
-    /// Q8_K for k-quants, Q8_0/Q8_1 (plus group sums for tiles) otherwise.
-    fn quantize(&mut self, w: &MatRef, x: &[f32]) {
-        let n = x.len();
-        self.n_tokens = n / w.cols;
-        self.qs.resize(n, 0);
-        self.gsum.clear();
-        self.qsum32.clear();
-        if w.dtype.is_kquant() {
-            self.d.resize(n / QK_K, 0.0);
-            self.s.clear();
-            self.gsum.resize(n / 16, 0);
-            quantize_row_q8_k(x, &mut self.qs, &mut self.d, &mut self.gsum);
-            self.qsum32.extend(self.gsum.chunks_exact(2).map(|g| (g[0] + g[1]) as f32));
+/// Tokens a call needs before its activations are quantized by every
+/// thread of the pool (each quantizes whole tokens, so the bits do not
+/// depend on the split); fewer stay on the calling thread.
+const PAR_QUANTIZE_TOKENS: usize = 16;
+
+/// One thread's share of the quantized activations: whole tokens of every
+/// field of [`Q8Scratch`].
+struct Q8Part<'a> {
+    x: &'a [f32],
+    qs: &'a mut [i8],
+    d: &'a mut [f32],
+    s: &'a mut [f32],
+    gsum: &'a mut [i32],
+    qsum32: &'a mut [f32],
+}
+
+impl Q8Part<'_> {
+    /// Quantizes `x` into the other fields: Q8_K (with `bsums` in `gsum`
+    /// and their sums per 32 in `qsum32`) when `kquant`, else Q8_0/Q8_1
+    /// (with each 16's exact sum in `gsum` when it is not empty).
+    fn quantize(self, kquant: bool) {
+        if kquant {
+            quantize_row_q8_k(self.x, self.qs, self.d, self.gsum);
+            for (o, g) in self.qsum32.iter_mut().zip(self.gsum.chunks_exact(2)) {
+                *o = (g[0] + g[1]) as f32;
+            }
             return;
         }
-        self.d.resize(n / QK, 0.0);
-        self.s.resize(n / QK, 0.0);
-        quantize_row_q8(x, &mut self.qs, &mut self.d, &mut self.s);
-        if w.layout == Layout::Tiles {
-            self.gsum.extend(self.qs.chunks_exact(16).map(|q| q.iter().map(|&v| v as i32).sum::<i32>()));
+        quantize_row_q8(self.x, self.qs, self.d, self.s);
+        for (o, q) in self.gsum.iter_mut().zip(self.qs.chunks_exact(16)) {
+            *o = q.iter().map(|&v| v as i32).sum::<i32>();
         }
+    }
+}
+
+/// `v` (`n_tokens` equal parts) cut at the token boundaries of `ranges`.
+fn split_tokens<'a, T>(mut v: &'a mut [T], n_tokens: usize, ranges: &[Range<usize>]) -> Vec<&'a mut [T]> {
+    let per = v.len() / n_tokens.max(1);
+    ranges
+        .iter()
+        .map(|r| {
+            let (head, tail) = std::mem::take(&mut v).split_at_mut(r.len() * per);
+            v = tail;
+            head
+        })
+        .collect()
+}
+
+impl Q8Scratch {
+    /// Quantizes `x` (`[n_tokens, cols]`) with what `w`'s kernels read:
+    /// Q8_K for k-quants, Q8_0/Q8_1 (plus group sums for tiles) otherwise;
+    /// a call of [`PAR_QUANTIZE_TOKENS`] or more on every thread of `pool`.
+    fn quantize(&mut self, pool: &ThreadPool, w: &MatRef, x: &[f32]) {
+        let n = x.len();
+        let n_tokens = n / w.cols;
+        self.n_tokens = n_tokens;
+        let kquant = w.dtype.is_kquant();
+        let gsums = kquant || w.layout == Layout::Tiles;
+        self.qs.resize(n, 0);
+        self.d.resize(n / if kquant { QK_K } else { QK }, 0.0);
+        self.s.resize(if kquant { 0 } else { n / QK }, 0.0);
+        self.gsum.resize(if gsums { n / 16 } else { 0 }, 0);
+        self.qsum32.resize(if kquant { n / 32 } else { 0 }, 0.0);
+        let threads = if n_tokens >= PAR_QUANTIZE_TOKENS { pool.n_threads() } else { 1 };
+        let ranges: Vec<Range<usize>> = (0..threads).map(|i| split_range(n_tokens, 1, i, threads)).collect();
+        let x_parts = ranges.iter().map(|r| &x[r.start * w.cols..r.end * w.cols]);
+        let parts: Vec<Mutex<Option<Q8Part>>> = x_parts
+            .zip(split_tokens(&mut self.qs, n_tokens, &ranges))
+            .zip(split_tokens(&mut self.d, n_tokens, &ranges))
+            .zip(split_tokens(&mut self.s, n_tokens, &ranges))
+            .zip(split_tokens(&mut self.gsum, n_tokens, &ranges))
+            .zip(split_tokens(&mut self.qsum32, n_tokens, &ranges))
+            .map(|(((((x, qs), d), s), gsum), qsum32)| Mutex::new(Some(Q8Part { x, qs, d, s, gsum, qsum32 })))
+            .collect();
+        let take = |i: usize| parts[i].lock().ok().and_then(|mut p| p.take());
+        if threads == 1 {
+            take(0).expect("one part").quantize(kquant);
+            return;
+        }
+        // Thread i of n takes parts i, i + n, …: all of them whoever runs
+        // (a call from inside a pool job runs here alone, as thread 0 of 1).
+        pool.run(|i, n| {
+            for part in (i..threads).step_by(n).filter_map(take) {
+                part.quantize(kquant);
+            }
+        });
     }
 
     /// Token `t`'s row: every field is `n_tokens` equal parts.
@@ -338,7 +402,7 @@ pub fn matmul_with(isa: Isa, pool: &ThreadPool, w: &MatRef, x: &[f32], y: &mut [
             if let Some(kernel) = avx512_tiles::tile_kernel(w.dtype) {
                 return SCRATCH.with(|s| {
                     let mut s = s.borrow_mut();
-                    s.quantize(w, x);
+                    s.quantize(pool, w, x);
                     let xs: Vec<Q8Row> = (0..n_tokens).map(|t| s.token(t)).collect();
                     run_tiled(pool, w, n_tokens, SharedOut::new(y), |tile, t0, o| {
                         // SAFETY: Avx512 is available; tile and token rows
@@ -371,7 +435,7 @@ pub fn matmul_with(isa: Isa, pool: &ThreadPool, w: &MatRef, x: &[f32], y: &mut [
         }),
         Kernel::Quant(dot, dot4) => SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
-            s.quantize(w, x);
+            s.quantize(pool, w, x);
             let s = &*s;
             let tok = |t: usize| s.token(t);
             run_tiles(pool, w, n_tokens, out, |r, t0, o| match (dot4, o.len()) {
