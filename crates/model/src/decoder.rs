@@ -150,7 +150,6 @@ pub struct Model {
     rope: Option<RopeStyle>,
     /// `[rope_dim / 2]`
     inv_freq: Vec<f32>,
-    /// `[vocab, d_model]`
     /// `[vocab, d_model]`, on the ranks that embed (the first pipeline
     /// stage) or multiply it as the tied output head.
     token_embd: Option<Matrix>,

@@ -13,7 +13,7 @@ use memwall_kernels::ThreadPool;
 use std::ops::Range;
 
 /// Rows a step needs before its row-wise work is spread over the pool.
-const MIN_ROWS: usize = 8;
+pub const MIN_ROWS: usize = 8;
 
 /// Calls `f(rows, out_rows)` on disjoint ranges of the `out.len() / width`
 /// rows of `out` (`out_rows` is `out[rows.start * width..rows.end * width]`),

@@ -88,6 +88,10 @@ pub struct Hardware {
     /// KV writes) on one thread, 10⁹ elements/s (default: free).
     #[serde(default)]
     pub elementwise_gelems: Option<f64>,
+    /// Threads the quantization and element-wise work of a large step is
+    /// spread over (memwall's pool; the probe's thread count; default 1).
+    #[serde(default)]
+    pub threads: Option<usize>,
     /// Attention over the KV cache, TFLOP/s (default: the weight type's
     /// peak, as the matmuls).
     #[serde(default)]
@@ -166,6 +170,7 @@ impl Hardware {
             quantize_gelems: measured(c.quantize_rate, 1e9, self.quantize_gelems),
             elementwise_gelems: measured(c.elementwise_rate, 1e9, self.elementwise_gelems),
             attention_tflops: measured(c.attention_flops, 1e12, self.attention_tflops),
+            threads: Some(c.threads.max(1)),
             ..self.clone()
         }
     }

@@ -275,7 +275,7 @@ thread_local! {
 /// Tokens a call needs before its activations are quantized by every
 /// thread of the pool (each quantizes whole tokens, so the bits do not
 /// depend on the split); fewer stay on the calling thread.
-const PAR_QUANTIZE_TOKENS: usize = 16;
+pub const PAR_QUANTIZE_TOKENS: usize = 16;
 
 /// One thread's share of the quantized activations: whole tokens of every
 /// field of [`Q8Scratch`].

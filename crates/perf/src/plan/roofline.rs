@@ -103,7 +103,7 @@ impl Phase {
             };
             let compute = matmul_flops / peak + attention_s;
             let memory = total.bytes / bw;
-            let elementwise = elementwise_s(&step.overhead, hw, class);
+            let elementwise = elementwise_s(&step.overhead, step.n_tokens, hw, class);
             let sync = step.overhead.barriers * hw.barrier_s();
             sum.flops += total.flops;
             sum.bytes += total.bytes;
@@ -133,15 +133,20 @@ impl Phase {
     }
 }
 
-/// Seconds of a step's element-wise work at `hw`'s rates: activation
-/// quantization only for weights that run on integer dot products.
-fn elementwise_s(o: &Overhead, hw: &Hardware, class: ComputeClass) -> f64 {
+/// Seconds of the element-wise work of a step of `n_tokens` at `hw`'s
+/// rates: activation quantization only for weights that run on integer dot
+/// products; each spread over `hw`'s threads in a step large enough for
+/// memwall to spread it (`PAR_QUANTIZE_TOKENS`, `rows::MIN_ROWS`).
+fn elementwise_s(o: &Overhead, n_tokens: usize, hw: &Hardware, class: ComputeClass) -> f64 {
+    let threads = hw.threads.unwrap_or(1).max(1) as f64;
+    let spread = |min_tokens: usize| if n_tokens >= min_tokens { threads } else { 1.0 };
     let quantizes = matches!(class, ComputeClass::Int8 | ComputeClass::Int4);
     let quantize = match hw.quantize_rate() {
-        Some(rate) if quantizes => o.quantized / rate,
+        Some(rate) if quantizes => o.quantized / rate / spread(memwall_kernels::matmul::PAR_QUANTIZE_TOKENS),
         _ => 0.0,
     };
-    quantize + hw.elementwise_rate().map_or(0.0, |rate| o.elementwise / rate)
+    let other = hw.elementwise_rate().map_or(0.0, |rate| o.elementwise / rate);
+    quantize + other / spread(memwall_model::rows::MIN_ROWS)
 }
 
 /// `batch` prompts of `prompt` tokens in one step.
@@ -237,6 +242,14 @@ mod tests {
         // Float weights take f32 activations: nothing to quantize.
         let f = prefill_phase(&cost, &rated, ComputeClass::F16, 1, 128);
         assert!((f.elementwise_s - o.elementwise / 1e9).abs() < 1e-12);
+        // Two threads: a 128-token prefill spreads both over them, a decode
+        // token does not.
+        let two = Hardware { threads: Some(2), ..rated.clone() };
+        let p2 = prefill_phase(&cost, &two, ComputeClass::Int8, 1, 128);
+        assert!((p2.elementwise_s - p.elementwise_s / 2.0).abs() < 1e-12);
+        let d1 = decode_phase(&cost, &rated, ComputeClass::Int8, 1, 128, 1);
+        let d2 = decode_phase(&cost, &two, ComputeClass::Int8, 1, 128, 1);
+        assert_eq!(d1.elementwise_s, d2.elementwise_s);
         // An entry that states no rates is the pure roofline.
         let pure = prefill_phase(&cost, &a10, ComputeClass::Int8, 1, 128);
         assert_eq!((pure.elementwise_s, pure.sync_s, pure.attention_s), (0.0, 0.0, 0.0));
