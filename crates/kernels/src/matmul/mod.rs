@@ -336,6 +336,12 @@ impl Q8Scratch {
         self.gsum.resize(if gsums { n / 16 } else { 0 }, 0);
         self.qsum32.resize(if kquant { n / 32 } else { 0 }, 0.0);
         let threads = if n_tokens >= PAR_QUANTIZE_TOKENS { pool.n_threads() } else { 1 };
+        if threads == 1 {
+            // The calling thread alone (every decode step): no parts to build.
+            let (qs, d, s) = (&mut self.qs[..], &mut self.d[..], &mut self.s[..]);
+            let (gsum, qsum32) = (&mut self.gsum[..], &mut self.qsum32[..]);
+            return Q8Part { x, qs, d, s, gsum, qsum32 }.quantize(kquant);
+        }
         let ranges: Vec<Range<usize>> = (0..threads).map(|i| split_range(n_tokens, 1, i, threads)).collect();
         let x_parts = ranges.iter().map(|r| &x[r.start * w.cols..r.end * w.cols]);
         let parts: Vec<Mutex<Option<Q8Part>>> = x_parts
@@ -347,10 +353,6 @@ impl Q8Scratch {
             .map(|(((((x, qs), d), s), gsum), qsum32)| Mutex::new(Some(Q8Part { x, qs, d, s, gsum, qsum32 })))
             .collect();
         let take = |i: usize| parts[i].lock().ok().and_then(|mut p| p.take());
-        if threads == 1 {
-            take(0).expect("one part").quantize(kquant);
-            return;
-        }
         // Thread i of n takes parts i, i + n, …: all of them whoever runs
         // (a call from inside a pool job runs here alone, as thread 0 of 1).
         pool.run(|i, n| {
