@@ -78,6 +78,22 @@ pub const MICRO_BATCH_TOKENS: usize = 4;
 /// Micro-batches per pipeline stage at most.
 const MICRO_BATCHES_PER_STAGE: usize = 2;
 
+/// Tokens per micro-batch (the last may have fewer) of a step of
+/// `n_tokens` over `stages`: `⌈n_tokens / m⌉` for `m` as [`micro_batches`]
+/// says, `n_tokens` when the step runs as one batch.
+fn micro_batch_len(n_tokens: usize, stages: usize) -> usize {
+    let m = match stages {
+        0 | 1 => 1,
+        _ => (n_tokens / MICRO_BATCH_TOKENS).clamp(1, MICRO_BATCHES_PER_STAGE * stages),
+    };
+    n_tokens.div_ceil(m)
+}
+
+/// How many micro-batches [`micro_batches`] cuts a step of `n_tokens` into.
+pub fn micro_batch_count(n_tokens: usize, stages: usize) -> usize {
+    n_tokens.div_ceil(micro_batch_len(n_tokens, stages).max(1)).max(1)
+}
+
 /// `inputs` cut into the micro-batches a pipeline of `stages` runs them as,
 /// in order: `m = n_tokens / MICRO_BATCH_TOKENS` (at most
 /// `2 · stages`, one batch for a single stage) of `⌈n_tokens / m⌉` tokens
@@ -94,15 +110,11 @@ const MICRO_BATCHES_PER_STAGE: usize = 2;
 /// stay whole.
 pub fn micro_batches<'a>(inputs: &[SeqInput<'a>], stages: usize) -> Vec<Vec<SeqInput<'a>>> {
     let n: usize = inputs.iter().map(|i| i.tokens.len()).sum();
-    let m = match stages {
-        0 | 1 => 1,
-        _ => (n / MICRO_BATCH_TOKENS).clamp(1, MICRO_BATCHES_PER_STAGE * stages),
-    };
-    if m == 1 {
+    let per = micro_batch_len(n, stages);
+    if per >= n {
         return vec![inputs.to_vec()];
     }
-    let per = n.div_ceil(m);
-    let (mut batches, mut batch, mut room) = (Vec::with_capacity(m), Vec::new(), per);
+    let (mut batches, mut batch, mut room) = (Vec::with_capacity(n.div_ceil(per)), Vec::new(), per);
     for input in inputs {
         let mut rest = *input;
         while !rest.tokens.is_empty() {

@@ -23,7 +23,7 @@ pub mod weights;
 
 pub use collective::{Collective, SingleProcess};
 pub use config::{Arch, ModelConfig};
-pub use decoder::{micro_batches, LogitsWanted, Model, Scratch, SeqInput, MICRO_BATCH_TOKENS};
+pub use decoder::{micro_batch_count, micro_batches, LogitsWanted, Model, Scratch, SeqInput, MICRO_BATCH_TOKENS};
 pub use error::ModelError;
 pub use kv::{ContiguousKvCache, KvCache, KvElem, SeqId};
 pub use load::{load, load_split, LoadedModel};

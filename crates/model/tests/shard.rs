@@ -7,8 +7,8 @@
 use memwall_kernels::ThreadPool;
 use memwall_model::collective::ThreadGroup;
 use memwall_model::{
-    load, load_split, micro_batches, Collective, ContiguousKvCache, KvElem, LogitsWanted, Model, Scratch, SeqInput,
-    Shard, Split,
+    load, load_split, micro_batch_count, micro_batches, Collective, ContiguousKvCache, KvElem, LogitsWanted, Model,
+    Scratch, SeqInput, Shard, Split,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -155,6 +155,13 @@ fn micro_batches_cover_the_step_in_order() {
     assert_eq!(micro_batches(&inputs[2..], 2).len(), 1, "a small step stays whole");
     let batches = micro_batches(&inputs, 2);
     assert_eq!(batches.len(), 4); // 64 tokens: 4 of 16
+    for n in 0..200 {
+        let tokens = vec![1u32; n];
+        let one = [SeqInput { seq: 0, tokens: &tokens, start: 0, logits: LogitsWanted::Last }];
+        for stages in 1..4 {
+            assert_eq!(micro_batch_count(n, stages), micro_batches(&one, stages).len(), "{n} tokens, {stages} stages");
+        }
+    }
     let pieces: Vec<(u64, usize, usize, LogitsWanted)> =
         batches.iter().flatten().map(|i| (i.seq, i.start, i.tokens.len(), i.logits)).collect();
     use LogitsWanted::{All, Last, None};

@@ -253,7 +253,7 @@ fn parallel_text(args: &Args, c: &memwall_model::ModelConfig) -> Result<String> 
             t += &line(format!("decode, batch {b}"), pipeline(c, pp, b.max(1), b.max(1), link));
         }
         let p = args.prompt;
-        let micro = memwall_perf::plan::parallel::micro_batch_count(p, pp);
+        let micro = memwall_model::micro_batch_count(p, pp);
         t += &line(format!("prefill of {p} tokens ({micro} micro-batches)"), pipeline(c, pp, p, 1, link));
     }
     Ok(t)

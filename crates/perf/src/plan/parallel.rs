@@ -86,7 +86,7 @@ pub fn tensor_parallel(c: &ModelConfig, ranks: usize, tokens: usize, link: Link)
 /// micro-batches as memwall cuts it), `logits` rows back.
 pub fn pipeline(c: &ModelConfig, stages: usize, tokens: usize, logits: usize, link: Link) -> StepComm {
     let hops = stages.max(1) - 1;
-    let micro = micro_batch_count(tokens, stages);
+    let micro = memwall_model::micro_batch_count(tokens, stages);
     let activations = (hops * tokens * c.d_model * 4) as f64;
     let back = if hops > 0 { (logits * c.vocab * 4) as f64 } else { 0.0 };
     let messages = hops * micro + usize::from(hops > 0);
@@ -96,14 +96,6 @@ pub fn pipeline(c: &ModelConfig, stages: usize, tokens: usize, logits: usize, li
         latency_s: messages as f64 * link.latency_s,
         transfer_s: (activations + back) / link.bytes_per_s(),
     }
-}
-
-/// How many micro-batches memwall cuts a step of `tokens` into over `stages`.
-pub fn micro_batch_count(tokens: usize, stages: usize) -> usize {
-    let tokens = vec![0u32; tokens];
-    let input =
-        memwall_model::SeqInput { seq: 0, tokens: &tokens, start: 0, logits: memwall_model::LogitsWanted::Last };
-    memwall_model::micro_batches(&[input], stages).len()
 }
 
 #[cfg(test)]
@@ -138,7 +130,7 @@ mod tests {
         assert!((p.transfer_s - (8192.0 + 128000.0) / 12.5e9).abs() < 1e-12);
         assert!(Link::parse("fast", 1.0).is_err());
         // A 512-token prefill over 2 stages runs as 4 micro-batches: 4 hand-offs, logits once.
-        assert_eq!(micro_batch_count(512, 2), 4);
+        assert_eq!(memwall_model::micro_batch_count(512, 2), 4);
         assert_eq!(pipeline(&tinyllama(), 2, 512, 1, link).messages, 5);
     }
 }
