@@ -29,6 +29,7 @@
 //! are written as `-inf` and invisible values are never added.
 
 use crate::matmul::Isa;
+use half::f16;
 
 /// Keys (or values) per kernel call: one paged-KV block.
 pub const CHUNK: usize = 16;
@@ -128,6 +129,20 @@ pub fn weighted_sum_with(
         // SAFETY: the CPU has AVX2 and FMA (detected); lengths checked above.
         Isa::Avx2 => unsafe { x86::weighted_sum_avx2(hd, p, stride, vals, n, base, acc) },
         _ => weighted_sum_reference(hd, p, stride, vals, n, base, acc),
+    }
+}
+
+/// `out[i] = f32(x[i])`: cached f16 keys or values widened for the kernels
+/// above (exact; F16C eight lanes at a time where the CPU has it).
+pub fn widen_f16(x: &[f16], out: &mut [f32]) {
+    assert_eq!(x.len(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() != Isa::Reference {
+        // SAFETY: AVX2 implies F16C here (`Isa::Avx2` requires both); equal lengths checked above.
+        return unsafe { x86::widen_f16(x, out) };
+    }
+    for (o, v) in out.iter_mut().zip(x) {
+        *o = v.to_f32();
     }
 }
 
@@ -377,6 +392,22 @@ mod x86 {
             unsafe { _mm256_maskload_ps(x.add(at), mask8(len - at)) }
         } else {
             _mm256_setzero_ps()
+        }
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn widen_f16(x: &[f16], out: &mut [f32]) {
+        let n = x.len();
+        let (src, dst) = (x.as_ptr() as *const u16, out.as_mut_ptr());
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n elements of both slices (equal lengths).
+            let h = _mm_loadu_si128(src.add(i) as *const __m128i);
+            _mm256_storeu_ps(dst.add(i), _mm256_cvtph_ps(h));
+            i += 8;
+        }
+        for (o, v) in out[i..].iter_mut().zip(&x[i..]) {
+            *o = v.to_f32();
         }
     }
 

@@ -51,7 +51,7 @@ impl KvRows<'_> {
         let n = out.len();
         match self {
             KvRows::F32(x) => out.copy_from_slice(&x[at..at + n]),
-            KvRows::F16(x) => x[at..at + n].convert_to_f32_slice(out),
+            KvRows::F16(x) => memwall_kernels::attention::widen_f16(&x[at..at + n], out),
             KvRows::Q8 { q, d, group } => {
                 let scale = d[at / group].to_f32();
                 for (o, &v) in out.iter_mut().zip(&q[at..at + n]) {
