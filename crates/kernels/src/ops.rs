@@ -18,55 +18,94 @@
 /// RMSNorm. `x`, `weight`, `out`: `[d]`.
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     assert!(x.len() == weight.len() && x.len() == out.len());
-    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
-    // As ggml: mean + eps in f64, then an f32 square root.
-    let scale = 1.0 / ((sum / x.len().max(1) as f64 + eps as f64) as f32).sqrt();
+    let scale = rms_scale(x, eps);
     for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
         *o = v * scale * w;
     }
 }
 
+/// [`rms_norm`] of `x` into itself (the same float operations).
+pub fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
+    assert_eq!(x.len(), weight.len());
+    let scale = rms_scale(x, eps);
+    for (v, &w) in x.iter_mut().zip(weight) {
+        *v = *v * scale * w;
+    }
+}
+
+/// `1 / sqrt(mean(x²) + eps)`; as ggml: the sum and `mean + eps` in f64, then an f32 square root.
+fn rms_scale(x: &[f32], eps: f32) -> f32 {
+    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
+    1.0 / ((sum / x.len().max(1) as f64 + eps as f64) as f32).sqrt()
+}
+
 /// LayerNorm. `x`, `weight`, `bias`, `out`: `[d]`.
 pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
     assert!(x.len() == weight.len() && x.len() == bias.len() && x.len() == out.len());
-    let n = x.len().max(1) as f64;
-    let mean = (x.iter().map(|&v| v as f64).sum::<f64>() / n) as f32;
-    let var: f64 = x.iter().map(|&v| ((v - mean) * (v - mean)) as f64).sum::<f64>() / n;
-    let scale = 1.0 / (var as f32 + eps).sqrt();
+    let (mean, scale) = layer_norm_stats(x, eps);
     for (((o, &v), &w), &b) in out.iter_mut().zip(x).zip(weight).zip(bias) {
         *o = (v - mean) * scale * w + b;
     }
 }
 
+/// [`layer_norm`] of `x` into itself (the same float operations).
+pub fn layer_norm_in_place(x: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
+    assert!(x.len() == weight.len() && x.len() == bias.len());
+    let (mean, scale) = layer_norm_stats(x, eps);
+    for ((v, &w), &b) in x.iter_mut().zip(weight).zip(bias) {
+        *v = (*v - mean) * scale * w + b;
+    }
+}
+
+/// LayerNorm's mean and `1 / sqrt(var + eps)` of `x`.
+fn layer_norm_stats(x: &[f32], eps: f32) -> (f32, f32) {
+    let n = x.len().max(1) as f64;
+    let mean = (x.iter().map(|&v| v as f64).sum::<f64>() / n) as f32;
+    let var: f64 = x.iter().map(|&v| ((v - mean) * (v - mean)) as f64).sum::<f64>() / n;
+    (mean, 1.0 / (var as f32 + eps).sqrt())
+}
+
+/// One position's RoPE rotation, computed once per token and shared by
+/// every head and layer: `cs[i] = cos(pos * inv_freq[i])`,
+/// `cs[half + i] = sin(pos * inv_freq[i])`, `half = inv_freq.len()`.
+///
+/// `cs`: `[2 * half]`.
+pub fn rope_angles(pos: usize, inv_freq: &[f32], cs: &mut [f32]) {
+    let half = inv_freq.len();
+    assert_eq!(cs.len(), 2 * half);
+    let (cos, sin) = cs.split_at_mut(half);
+    for ((c, s), &f) in cos.iter_mut().zip(sin).zip(inv_freq) {
+        (*s, *c) = (pos as f32 * f).sin_cos();
+    }
+}
+
 #[inline]
-fn rotate(a: f32, b: f32, angle: f32) -> (f32, f32) {
-    let (sin, cos) = angle.sin_cos();
+fn rotate(a: f32, b: f32, cos: f32, sin: f32) -> (f32, f32) {
     (a * cos - b * sin, a * sin + b * cos)
 }
 
 /// NeoX-style RoPE (GPT-NeoX, Qwen2, Phi-3 and Hugging Face Llama layouts):
-/// rotates pairs `(i, i + rot_dim / 2)` by `pos * inv_freq[i]`.
+/// rotates pairs `(i, i + rot_dim / 2)` by angle `i` of `cs` ([`rope_angles`]).
 ///
-/// `x`: `[head_dim]`, `inv_freq`: `[rot_dim / 2]`, `rot_dim <= head_dim`;
+/// `x`: `[head_dim]`, `cs`: `[rot_dim]`, `rot_dim <= head_dim`;
 /// elements from `rot_dim` on are untouched.
-pub fn rope_neox(x: &mut [f32], pos: usize, inv_freq: &[f32]) {
-    let half = inv_freq.len();
+pub fn rope_neox(x: &mut [f32], cs: &[f32]) {
+    let half = cs.len() / 2;
     assert!(2 * half <= x.len(), "rot_dim {} > head_dim {}", 2 * half, x.len());
-    for (i, &f) in inv_freq.iter().enumerate() {
-        let (a, b) = rotate(x[i], x[i + half], pos as f32 * f);
-        x[i] = a;
-        x[i + half] = b;
+    let (cos, sin) = cs.split_at(half);
+    for i in 0..half {
+        (x[i], x[i + half]) = rotate(x[i], x[i + half], cos[i], sin[i]);
     }
 }
 
 /// Interleaved RoPE (ggml's "normal" mode, llama-arch GGUFs): rotates pairs
-/// `(2i, 2i + 1)` by `pos * inv_freq[i]`. Shapes as [`rope_neox`].
-pub fn rope_interleaved(x: &mut [f32], pos: usize, inv_freq: &[f32]) {
-    assert!(2 * inv_freq.len() <= x.len(), "rot_dim {} > head_dim {}", 2 * inv_freq.len(), x.len());
-    for (i, &f) in inv_freq.iter().enumerate() {
-        let (a, b) = rotate(x[2 * i], x[2 * i + 1], pos as f32 * f);
-        x[2 * i] = a;
-        x[2 * i + 1] = b;
+/// `(2i, 2i + 1)` by angle `i` of `cs`. Shapes as [`rope_neox`].
+pub fn rope_interleaved(x: &mut [f32], cs: &[f32]) {
+    let half = cs.len() / 2;
+    assert!(2 * half <= x.len(), "rot_dim {} > head_dim {}", 2 * half, x.len());
+    let (cos, sin) = cs.split_at(half);
+    for ((pair, &c), &s) in x.chunks_exact_mut(2).zip(cos).zip(sin) {
+        (pair[0], pair[1]) = rotate(pair[0], pair[1], c, s);
     }
 }
 
@@ -166,8 +205,10 @@ mod tests {
     #[test]
     fn rope_rotates_pairs_and_leaves_the_rest() {
         let inv = [1.0f32, 0.5];
+        let mut cs = [0f32; 4];
+        rope_angles(3, &inv, &mut cs);
         let mut a = [1.0, 2.0, 3.0, 4.0, 9.0];
-        rope_neox(&mut a, 3, &inv);
+        rope_neox(&mut a, &cs);
         let (s0, c0) = 3.0f32.sin_cos();
         let (s1, c1) = 1.5f32.sin_cos();
         assert_eq!(a[0], 1.0 * c0 - 3.0 * s0);
@@ -175,10 +216,11 @@ mod tests {
         assert_eq!(a[1], 2.0 * c1 - 4.0 * s1);
         assert_eq!(a[4], 9.0);
         let mut b = [1.0, 3.0, 2.0, 4.0, 9.0];
-        rope_interleaved(&mut b, 3, &inv);
+        rope_interleaved(&mut b, &cs);
         assert_eq!([b[0], b[1], b[2], b[4]], [a[0], a[2], a[1], 9.0]);
         let mut z = [1.0, 2.0];
-        rope_neox(&mut z, 0, &[0.3]);
+        rope_angles(0, &[0.3], &mut cs[..2]);
+        rope_neox(&mut z, &cs[..2]);
         assert_eq!(z, [1.0, 2.0]);
     }
 

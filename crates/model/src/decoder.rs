@@ -196,6 +196,8 @@ pub struct Scratch {
     up: Vec<f32>,
     rows: Vec<f32>,
     logits: Vec<f32>,
+    /// Each token's RoPE cosines and sines `[n, rot_dim]` ([`ops::rope_angles`]).
+    rope: Vec<f32>,
 }
 
 fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
@@ -437,6 +439,16 @@ impl Model {
             }
         }
 
+        // RoPE angles once per step, shared by every head and layer.
+        if self.rope.is_some() {
+            let rot = 2 * self.inv_freq.len();
+            let rope = grow(&mut s.rope, n * rot);
+            for_rows(pool, rope, rot, |rows, cs| {
+                for (cs, &pos) in cs.chunks_exact_mut(rot).zip(&positions[rows]) {
+                    ops::rope_angles(pos, &self.inv_freq, cs);
+                }
+            });
+        }
         let ff_width = if self.layers.first().is_some_and(|l| l.ffn.gate.is_none()) { 2 * c.d_ff } else { c.d_ff };
         grow(&mut s.h, n * d);
         grow(&mut s.q, n * q_dim);
@@ -470,8 +482,9 @@ impl Model {
                     }
                 }
             }
-            self.position_heads(pool, q, &positions, layer.attn.q_norm.as_ref());
-            self.position_heads(pool, k, &positions, layer.attn.k_norm.as_ref());
+            let rope = &s.rope[..];
+            self.position_heads(pool, q, n, rope, layer.attn.q_norm.as_ref());
+            self.position_heads(pool, k, n, rope, layer.attn.k_norm.as_ref());
             trace(&mut s.trace, "q_rope", il, q);
             trace(&mut s.trace, "k_rope", il, k);
             trace(&mut s.trace, "v", il, v);
@@ -539,22 +552,23 @@ impl Model {
     }
 
     /// Applies the optional per-head norm and RoPE to `x` (`[n, n_h * head_dim]`,
-    /// row `t` at `positions[t]`).
-    fn position_heads(&self, pool: &ThreadPool, x: &mut [f32], positions: &[usize], norm: Option<&Norm>) {
+    /// row `t` rotated by `rope`'s row `t`, `[n, rot_dim]`).
+    fn position_heads(&self, pool: &ThreadPool, x: &mut [f32], n: usize, rope: &[f32], norm: Option<&Norm>) {
+        if norm.is_none() && self.rope.is_none() {
+            return;
+        }
         let hd = self.config.head_dim;
-        let width = x.len() / positions.len().max(1);
+        let width = x.len() / n.max(1);
+        let rot = 2 * self.inv_freq.len();
         for_rows(pool, x, width, |rows, x| {
-            // One head's input to the norm.
-            let mut tmp = vec![0f32; if norm.is_some() { hd } else { 0 }];
-            for (row, &pos) in x.chunks_exact_mut(width).zip(&positions[rows]) {
+            for (t, row) in rows.zip(x.chunks_exact_mut(width)) {
                 for head in row.chunks_exact_mut(hd) {
                     if let Some(norm) = norm {
-                        tmp.copy_from_slice(head);
-                        norm.apply(&tmp, head);
+                        norm.apply_in_place(head);
                     }
                     match self.rope {
-                        Some(RopeStyle::Neox) => ops::rope_neox(head, pos, &self.inv_freq),
-                        Some(RopeStyle::Interleaved) => ops::rope_interleaved(head, pos, &self.inv_freq),
+                        Some(RopeStyle::Neox) => ops::rope_neox(head, &rope[t * rot..(t + 1) * rot]),
+                        Some(RopeStyle::Interleaved) => ops::rope_interleaved(head, &rope[t * rot..(t + 1) * rot]),
                         None => {}
                     }
                 }

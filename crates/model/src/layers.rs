@@ -39,6 +39,17 @@ impl Norm {
         }
     }
 
+    /// [`Norm::apply`] of `x` (`[n, d]`) into itself.
+    pub fn apply_in_place(&self, x: &mut [f32]) {
+        let d = self.weight.len();
+        for row in x.chunks_exact_mut(d) {
+            match &self.bias {
+                None => ops::rms_norm_in_place(row, &self.weight, self.eps),
+                Some(b) => ops::layer_norm_in_place(row, &self.weight, b, self.eps),
+            }
+        }
+    }
+
     /// [`Norm::apply`] with the rows spread over `pool` ([`for_rows`]).
     pub fn apply_rows(&self, pool: &ThreadPool, x: &[f32], out: &mut [f32]) {
         let d = self.weight.len();

@@ -255,6 +255,10 @@ pub fn elementwise_rate(passes: usize) -> f64 {
     let inv_freq: Vec<f32> = (0..EW_HEAD / 2).map(|i| 10000f32.powf(-2.0 * i as f32 / EW_HEAD as f32)).collect();
     let (mut h, mut q, mut k) = (x.clone(), x.clone(), probe_row(EW_TOKENS * EW_KV));
     let mut act = vec![0f32; EW_TOKENS * EW_FF];
+    let mut cs = vec![0f32; EW_TOKENS * EW_HEAD];
+    for (t, cs) in cs.chunks_exact_mut(EW_HEAD).enumerate() {
+        ops::rope_angles(t, &inv_freq, cs);
+    }
     let secs = median_secs(passes, || {
         for _ in 0..2 {
             for (xr, hr) in x.chunks_exact(EW_D).zip(h.chunks_exact_mut(EW_D)) {
@@ -264,11 +268,11 @@ pub fn elementwise_rate(passes: usize) -> f64 {
                 *a += b;
             }
         }
-        for (t, head) in q.chunks_exact_mut(EW_HEAD).enumerate() {
-            ops::rope_interleaved(head, t / (EW_D / EW_HEAD), &inv_freq);
-        }
-        for (t, head) in k.chunks_exact_mut(EW_HEAD).enumerate() {
-            ops::rope_interleaved(head, t / (EW_KV / EW_HEAD), &inv_freq);
+        // As the decoder: each token's angles once, then every head of Q and K.
+        for ((q, k), cs) in q.chunks_exact_mut(EW_D).zip(k.chunks_exact_mut(EW_KV)).zip(cs.chunks_exact_mut(EW_HEAD)) {
+            for head in q.chunks_exact_mut(EW_HEAD).chain(k.chunks_exact_mut(EW_HEAD)) {
+                ops::rope_interleaved(head, cs);
+            }
         }
         ops::swiglu(&gate, &up, &mut act);
         std::hint::black_box((&h, &q, &k, &act));
