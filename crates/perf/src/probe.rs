@@ -115,23 +115,38 @@ pub fn cpu_name() -> String {
 }
 
 /// Streaming-read bandwidth in bytes/s over a buffer of `bytes`, best of
-/// `passes` (after one untimed pass that faults the pages in).
+/// `passes` (after one untimed pass).
+///
+/// The buffer sits on 2 MiB pages, as repacked weights do
+/// ([`memwall_kernels::matmul::HugeBuffer`]): on 4 KiB pages every page
+/// costs a TLB miss under nested paging and restarts the hardware
+/// prefetchers, and this very loop read 16.4 / 31.5 GB/s at 1 / 2 threads
+/// on this project's 2-core VM against 19.3 / 36-38 on huge pages — a
+/// ceiling the tile kernels (33-35 GB/s at 2 threads, `stream_bench`)
+/// would have passed. A reader with the kernels' software prefetches read
+/// 17.5-18.2 / 34 here, slower than the plain loop.
 pub fn bandwidth(pool: &ThreadPool, bytes: usize, passes: usize) -> f64 {
-    let words = bytes / 8;
-    let buf: Vec<u64> = (0..words as u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
+    let mut buf = memwall_kernels::matmul::HugeBuffer::zeroed(bytes / 8 * 8);
+    for (i, w) in buf.as_mut_slice().chunks_exact_mut(8).enumerate() {
+        w.copy_from_slice(&(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+    }
+    // SAFETY: every bit pattern is a valid u64; the buffer is 2 MiB aligned, so
+    // the prefix is empty and the words are all of it.
+    let (_, words, _) = unsafe { buf.as_slice().align_to::<u64>() };
+    let n_words = words.len();
     let mut best = 0.0f64;
     for pass in 0..=passes {
         let start = Instant::now();
         let sums: Vec<std::sync::atomic::AtomicU64> = (0..pool.n_threads()).map(|_| Default::default()).collect();
         pool.run(|i, n| {
-            let chunk = words.div_ceil(n);
-            let part = &buf[(i * chunk).min(words)..((i + 1) * chunk).min(words)];
+            let chunk = n_words.div_ceil(n);
+            let part = &words[(i * chunk).min(n_words)..((i + 1) * chunk).min(n_words)];
             sums[i].store(sum_words(part), std::sync::atomic::Ordering::Relaxed);
         });
         let secs = start.elapsed().as_secs_f64();
         std::hint::black_box(&sums);
         if pass > 0 {
-            best = best.max((words * 8) as f64 / secs);
+            best = best.max((n_words * 8) as f64 / secs);
         }
     }
     best
