@@ -21,6 +21,10 @@
 //! - [`Engine::cancel`] frees the request's blocks before the next step.
 //! - Dropping or [`Engine::shutdown`] ends every pending request with
 //!   [`FinishReason::Cancelled`] and joins the thread.
+//! - **A panic in a step does not end the engine**: the requests of that step
+//!   get an [`Event::Error`] and their blocks are freed; later requests run
+//!   as on a fresh engine (a split model's engine refuses them instead, see
+//!   `step_loop`).
 
 pub mod plan;
 mod step_loop;
@@ -138,8 +142,15 @@ pub enum EngineError {
 }
 
 pub(crate) enum Command {
-    Submit { id: RequestId, request: Request, events: Sender<Event> },
+    Submit {
+        id: RequestId,
+        request: Request,
+        events: Sender<Event>,
+    },
     Cancel(RequestId),
+    /// Debug builds only: the next step panics ([`Engine::inject_step_panic`]).
+    #[cfg(debug_assertions)]
+    PanicNextStep(String),
     Shutdown,
 }
 
@@ -232,6 +243,16 @@ impl Engine {
     /// [`FinishReason::Cancelled`] and their blocks are freed before the next step.
     pub fn cancel(&self, id: RequestId) {
         let _ = self.commands.send(Command::Cancel(id));
+    }
+
+    /// Testing aid, compiled into debug builds only (absent from release
+    /// builds, inert until called): the next step panics with `message` on
+    /// a compute-pool thread after its forward pass, as a kernel's failed
+    /// assert would, so tests can check that the engine survives it.
+    #[cfg(debug_assertions)]
+    #[doc(hidden)]
+    pub fn inject_step_panic(&self, message: &str) {
+        let _ = self.commands.send(Command::PanicNextStep(message.to_string()));
     }
 
     /// A snapshot of the engine's counters and last step.

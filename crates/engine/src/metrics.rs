@@ -77,6 +77,9 @@ pub struct EngineMetrics {
     pub preemptions: u64,
     pub requests_finished: u64,
     pub requests_cancelled: u64,
+    /// Steps that panicked; their requests failed with an error event (and
+    /// count as cancelled above) while the engine kept serving.
+    pub step_panics: u64,
     pub running: usize,
     pub waiting: usize,
     /// Blocks referenced by a sequence now (updated after every step and

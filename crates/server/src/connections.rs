@@ -9,11 +9,24 @@
 //! is accepted, answered with a plain HTTP 503 carrying the OpenAI-shaped
 //! error, and closed, so the client learns why.
 //!
-//! Requests per connection are bounded by hyper's HTTP/1 defaults, which
-//! axum keeps: at most 100 headers and ~400 KiB of request head, else
-//! `431 Request Header Fields Too Large`.
+//! Requests per connection are bounded by hyper's HTTP/1 defaults: at most
+//! 100 headers and ~400 KiB of request head, else `431 Request Header
+//! Fields Too Large`.
+//!
+//! Time is bounded too ([`serve`]): a connection that has not sent a whole
+//! request head within [`ServerConfig::header_timeout`](crate::ServerConfig)
+//! of being accepted, or of its previous response ending (an idle
+//! keep-alive connection), is closed, so slow or silent clients
+//! (slowloris) cannot keep connection places forever. The clock runs only
+//! while the server waits for a request head: a long streamed response, or
+//! a slow request body, is not cut by it.
 
 use crate::ApiError;
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -22,7 +35,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 /// How long a refused connection may take to receive its 503.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -62,6 +75,60 @@ impl axum::serve::Listener for LimitedListener {
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
     }
+}
+
+/// Serves `app` on `listener`, each connection as HTTP/1.1 with keep-alive
+/// and a `header_timeout` for each request head (`None`: no timeout), until
+/// `signal` completes; then stops accepting, lets every connection finish
+/// its current request, and returns once all are closed (axum's
+/// `serve(..).with_graceful_shutdown(..)`, plus the timeout).
+pub(crate) async fn serve(
+    mut listener: LimitedListener,
+    app: Router,
+    header_timeout: Option<Duration>,
+    signal: impl Future<Output = ()> + Send + 'static,
+) {
+    // `signal_tx.closed()` completes once the signal fired; each connection
+    // holds a `close_rx`, so `close_tx.closed()` completes once all ended.
+    let (signal_tx, signal_rx) = watch::channel(());
+    tokio::spawn(async move {
+        signal.await;
+        drop(signal_rx);
+    });
+    let (close_tx, close_rx) = watch::channel(());
+    loop {
+        let (io, addr) = tokio::select! {
+            conn = axum::serve::Listener::accept(&mut listener) => conn,
+            _ = signal_tx.closed() => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let (signal_tx, close_rx) = (signal_tx.clone(), close_rx.clone());
+        tokio::spawn(async move {
+            let mut builder = http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+            let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(io), service));
+            let mut signalled = std::pin::pin!(signal_tx.closed());
+            let mut draining = false;
+            loop {
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!(%addr, "connection closed: {e}");
+                        }
+                        break;
+                    }
+                    _ = &mut signalled, if !draining => {
+                        draining = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            drop(close_rx);
+        });
+    }
+    drop(close_rx);
+    drop(listener);
+    close_tx.closed().await;
 }
 
 /// Answers 503 on a connection over the cap and closes it. The request (if

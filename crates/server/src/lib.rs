@@ -18,7 +18,9 @@
 //! - API keys are compared in constant time and never logged; `/health` and
 //!   `/metrics` stay open for probes and scrapers.
 //! - Every resource a client controls is bounded, with a clear error:
-//!   connections ([`ServerConfig::max_connections`], 503), request head
+//!   connections ([`ServerConfig::max_connections`], 503), time to send a
+//!   request head, first or next on a keep-alive connection
+//!   ([`ServerConfig::header_timeout`], closed), request head
 //!   (hyper's 100 headers / ~400 KiB, 431), body
 //!   ([`ServerConfig::max_body_bytes`], 413), requests in flight
 //!   ([`ServerConfig::max_queue`], 429), and per request `n`, stop strings,
@@ -73,6 +75,11 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// TCP connections served at once; a connection beyond it gets a 503 and is closed.
     pub max_connections: usize,
+    /// How long a connection may take to send a whole request head, counted
+    /// from its accept or from the end of its previous response (idle
+    /// keep-alive), before it is closed; zero: no limit. Never cuts a
+    /// response being streamed.
+    pub header_timeout: Duration,
     /// Put prompt text in the access log (off: never).
     pub log_prompts: bool,
     /// How long running requests may finish after a shutdown signal.
@@ -87,6 +94,7 @@ impl Default for ServerConfig {
             max_queue: 256,
             max_body_bytes: 4 << 20,
             max_connections: 1024,
+            header_timeout: Duration::from_secs(30),
             log_prompts: false,
             shutdown_grace: Duration::from_secs(30),
         }
@@ -101,6 +109,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_queue", &self.max_queue)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
             .field("log_prompts", &self.log_prompts)
             .field("shutdown_grace", &self.shutdown_grace)
             .finish()
@@ -228,8 +237,11 @@ impl Server {
             let _ = signalled_tx.send(());
         };
         let listener = connections::LimitedListener::new(self.listener, state.config.max_connections);
-        let mut serving =
-            tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(graceful).await });
+        let header_timeout = Some(state.config.header_timeout).filter(|t| !t.is_zero());
+        let mut serving = tokio::spawn(async move {
+            connections::serve(listener, app, header_timeout, graceful).await;
+            Ok(())
+        });
         tokio::select! {
             r = &mut serving => return join_result(r),
             _ = signalled_rx => {}

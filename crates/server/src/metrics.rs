@@ -168,6 +168,13 @@ pub async fn render(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             "Requests cancelled in the engine.",
             e.requests_cancelled,
         );
+        scalar(
+            &mut out,
+            "counter",
+            "memwall_engine_step_panics_total",
+            "Engine steps that panicked; their requests failed and the engine kept serving.",
+            e.step_panics,
+        );
         scalar(&mut out, "gauge", "memwall_requests_running", "Requests in the running batch.", e.running);
         scalar(&mut out, "gauge", "memwall_requests_waiting", "Requests waiting for admission.", e.waiting);
         scalar(&mut out, "gauge", "memwall_kv_blocks_used", "KV blocks referenced by a sequence.", e.kv_blocks_used);

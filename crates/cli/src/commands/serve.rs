@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! memwall serve [--model MODEL] [--host 127.0.0.1] [--port 8080] [--api-key KEY | --api-key-file F]
-//!               [--max-queue N] [--max-body-bytes N] [--max-connections N] [--chat-template FILE]
+//!               [--max-queue N] [--max-body-bytes N] [--max-connections N] [--header-timeout SECS]
+//!               [--chat-template FILE]
 //!               [--kv-memory 256MiB] [--log-prompts]
 //! ```
 //!
@@ -48,6 +49,11 @@ pub struct Args {
     /// TCP connections served at once; one more is answered 503 and closed.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: u64,
+    /// Seconds a connection may take to send a whole request head, after
+    /// connecting or between keep-alive requests, before it is closed
+    /// (frees its place among --max-connections; never cuts a streamed answer).
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
     /// A Jinja chat template file to use instead of the model's own.
     #[arg(long, value_name = "FILE")]
     chat_template: Option<PathBuf>,
@@ -110,6 +116,7 @@ pub fn run(args: Args) -> Result<()> {
         max_queue: args.max_queue as usize,
         max_body_bytes: args.max_body_bytes,
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        header_timeout: Duration::from_secs(args.header_timeout),
         log_prompts: args.log_prompts,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
     };
@@ -186,6 +193,7 @@ mod tests {
         let cli = Cli::try_parse_from(["serve"]).unwrap();
         assert!(cli.serve.host.is_loopback(), "{}", cli.serve.host);
         assert_eq!(cli.serve.max_connections, 1024);
+        assert_eq!(cli.serve.header_timeout, 30);
         assert_eq!(exposure_warning(cli.serve.host, false), None);
         let any: IpAddr = "0.0.0.0".parse().unwrap();
         assert!(exposure_warning(any, false).is_some_and(|w| w.contains("0.0.0.0") && w.contains("--api-key")));
@@ -197,5 +205,11 @@ mod tests {
     fn max_connections_must_be_positive() {
         assert!(Cli::try_parse_from(["serve", "--max-connections", "0"]).is_err());
         assert_eq!(Cli::try_parse_from(["serve", "--max-connections", "8"]).unwrap().serve.max_connections, 8);
+    }
+
+    #[test]
+    fn header_timeout_must_be_positive() {
+        assert!(Cli::try_parse_from(["serve", "--header-timeout", "0"]).is_err());
+        assert_eq!(Cli::try_parse_from(["serve", "--header-timeout", "5"]).unwrap().serve.header_timeout, 5);
     }
 }

@@ -8,6 +8,15 @@
 //!     scheduler.finish_step(out)                 computed += n; cache full blocks
 //!     per sampled sequence: fork samples (n > 1), sample, stream, finish or append
 //! ```
+//!
+//! A step runs under `catch_unwind`: a panic anywhere in it (a kernel's
+//! assert on a compute-pool thread, re-raised here by the pool; an
+//! unexpected shape from a model file) fails the requests of that step with
+//! an [`Event::Error`], frees their KV blocks and is counted in
+//! [`EngineMetrics::step_panics`]; the loop then serves the next requests.
+//! A split model is the exception: its other ranks may be stuck inside the
+//! interrupted step's collectives, so after a panic the engine refuses
+//! every request until restarted rather than hang on them.
 
 use super::plan::{self, Plan};
 use super::{max_new_tokens, Command, EngineConfig, Event, Request, RequestId};
@@ -19,8 +28,9 @@ use crate::stop::{FinishReason, StopMatcher};
 use memwall_formats::tokenizer::{StreamDecoder, Tokenizer};
 use memwall_kernels::ThreadPool;
 use memwall_model::cost::{CostModel, SeqStep, WeightBytes};
-use memwall_model::{LogitsWanted, Model, Scratch, SeqId, SeqInput};
-use std::collections::HashMap;
+use memwall_model::{KvCache, LogitsWanted, Model, Scratch, SeqId, SeqInput};
+use std::collections::{BTreeSet, HashMap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -65,6 +75,16 @@ struct StepLoop<'t> {
     cost: CostModel,
     peak_bandwidth: Option<f64>,
     peak_flops: Option<f64>,
+    /// Sequences of the step under way (set once it is scheduled), for
+    /// failing them if the step panics.
+    in_step: Vec<SeqId>,
+    /// Why this engine refuses every request: a step of a split model
+    /// panicked and its ranks may be out of step (see the module docs).
+    poisoned: Option<String>,
+    /// Debug builds only: make the next step panic with this message
+    /// ([`super::Engine::inject_step_panic`]).
+    #[cfg(debug_assertions)]
+    panic_next_step: Option<String>,
 }
 
 pub(super) fn run(
@@ -96,6 +116,10 @@ pub(super) fn run(
         peak_bandwidth: config.peak_bandwidth,
         peak_flops: config.peak_flops,
         cost,
+        in_step: Vec::new(),
+        poisoned: None,
+        #[cfg(debug_assertions)]
+        panic_next_step: None,
     };
     loop {
         if l.sched.is_idle() {
@@ -123,7 +147,11 @@ pub(super) fn run(
     }
     l.publish_occupancy();
     l.flush_finished();
-    plan::broadcast(&l.model, &Plan::Shutdown);
+    // The other ranks of a poisoned split model may never take this plan:
+    // waiting for them would hang the engine's shutdown.
+    if l.poisoned.is_none() {
+        plan::broadcast(&l.model, &Plan::Shutdown);
+    }
 }
 
 impl<'t> StepLoop<'t> {
@@ -132,12 +160,18 @@ impl<'t> StepLoop<'t> {
         match c {
             Command::Submit { id, request, events } => self.submit(id, request, events),
             Command::Cancel(id) => self.cancel(id),
+            #[cfg(debug_assertions)]
+            Command::PanicNextStep(message) => self.panic_next_step = Some(message),
             Command::Shutdown => return false,
         }
         true
     }
 
     fn submit(&mut self, id: RequestId, r: Request, events: Sender<Event>) {
+        if let Some(why) = &self.poisoned {
+            let _ = events.send(Event::Error(why.clone()));
+            return;
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         let max_new = max_new_tokens(&r, self.model.config.context_len);
@@ -188,9 +222,20 @@ impl<'t> StepLoop<'t> {
         }
     }
 
+    /// Runs one step; a panic in it fails the step's requests (see the
+    /// module docs) instead of ending the engine thread.
     fn step(&mut self) {
+        self.in_step.clear();
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.run_step())) {
+            self.recover(panic_message(payload.as_ref()));
+        }
+        self.in_step.clear();
+    }
+
+    fn run_step(&mut self) {
         let t0 = Instant::now();
         let out = self.sched.schedule(&mut self.kv);
+        self.in_step.extend(out.seqs.iter().map(|s| s.seq));
         let _span = tracing::debug_span!("step", seqs = out.seqs.len(), tokens = out.num_tokens).entered();
         if out.seqs.is_empty() {
             if out.preempted.is_empty() {
@@ -220,6 +265,15 @@ impl<'t> StepLoop<'t> {
             .collect();
         let mut scratch = std::mem::take(&mut self.scratch);
         let result = self.model.forward(&inputs, &mut self.kv, &self.pool, &mut scratch);
+        #[cfg(debug_assertions)]
+        if let Some(message) = self.panic_next_step.take() {
+            // On a pool thread, as a kernel's assert would: the pool re-raises it here.
+            self.pool.run(|i, n| {
+                if i + 1 == n {
+                    panic!("{message}");
+                }
+            });
+        }
         let logits = match result {
             Ok(l) => l,
             Err(e) => {
@@ -350,6 +404,57 @@ impl<'t> StepLoop<'t> {
         self.finish(seq, FinishReason::Cancelled, false);
     }
 
+    /// Fails every sample of request `id` with one error event.
+    fn fail_request(&mut self, id: RequestId, message: &str) {
+        let seqs = self.by_request.get(&id).cloned().unwrap_or_default();
+        if let Some(a) = seqs.first().and_then(|s| self.active.get(s)) {
+            let _ = a.events.send(Event::Error(message.to_string()));
+        }
+        for seq in seqs {
+            self.finish(seq, FinishReason::Cancelled, false);
+        }
+    }
+
+    /// After a step panicked: fails the requests of the step (all of them
+    /// if it panicked before its batch was known), frees their blocks and
+    /// any a half-done step left to no request, and counts the panic.
+    fn recover(&mut self, panic: String) {
+        let split = self.model.split().size() > 1;
+        let seqs = match self.in_step.is_empty() || split {
+            true => self.active.keys().copied().collect(),
+            false => std::mem::take(&mut self.in_step),
+        };
+        let requests: BTreeSet<RequestId> = seqs.iter().filter_map(|s| self.active.get(s)).map(|a| a.request).collect();
+        tracing::error!(%panic, requests = requests.len(), split, "an engine step panicked: failing its requests");
+        let message = match split {
+            false => {
+                format!("internal error in the engine step: {panic}; the request was aborted, the server keeps serving")
+            }
+            true => format!(
+                "internal error in the engine step: {panic}; the ranks of this split model may be out of step, \
+                 so the engine refuses every request until memwall is restarted"
+            ),
+        };
+        for id in requests {
+            self.fail_request(id, &message);
+        }
+        // Sequences the step made but no request owns yet (a fork cut short)
+        // or whose finish was interrupted: nothing would ever free them.
+        let orphans: Vec<SeqId> = self.kv.sequences().filter(|s| !self.active.contains_key(s)).collect();
+        for seq in orphans {
+            if !self.sched.remove(seq, &mut self.kv) {
+                self.kv.release(seq);
+            }
+        }
+        self.scratch = Scratch::default();
+        if split {
+            self.poisoned = Some(message);
+        }
+        if let Ok(mut m) = self.metrics.lock() {
+            m.step_panics += 1;
+        }
+    }
+
     fn fail_all(&mut self, message: String) {
         let seqs: Vec<SeqId> = self.active.keys().copied().collect();
         for seq in seqs {
@@ -404,6 +509,15 @@ impl<'t> StepLoop<'t> {
         if let Ok(mut m) = self.metrics.lock() {
             m.record(step, allocated as u64, filled.min(allocated) as u64);
         }
+    }
+}
+
+/// The message of a panic payload (`panic!` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(s), _) => s.to_string(),
+        (None, Some(s)) => s.clone(),
+        (None, None) => "a panic without a message".to_string(),
     }
 }
 
