@@ -373,10 +373,10 @@ mod x86 {
                 let m: [u16; GB] = std::array::from_fn(|g| if g0 + g < groups { group_mask(hd, g0 + g) } else { 0 });
                 let at = |k: usize, g: usize| (i0 + k) * hd + 16 * (g0 + g);
                 let mut a = [[_mm512_setzero_ps(); GB]; QB];
-                for k in 0..qn {
-                    for g in 0..GB {
+                for (k, ak) in a.iter_mut().enumerate().take(qn) {
+                    for (g, akg) in ak.iter_mut().enumerate() {
                         // SAFETY: masked lanes stay inside row i0 + k of `acc`.
-                        a[k][g] = unsafe { _mm512_maskz_loadu_ps(m[g], acc.as_ptr().wrapping_add(at(k, g))) };
+                        *akg = unsafe { _mm512_maskz_loadu_ps(m[g], acc.as_ptr().wrapping_add(at(k, g))) };
                     }
                 }
                 for j in 0..keys {
@@ -384,20 +384,20 @@ mod x86 {
                     let v: [__m512; GB] = std::array::from_fn(|g| unsafe {
                         _mm512_maskz_loadu_ps(m[g], vals.as_ptr().wrapping_add(j * hd + 16 * (g0 + g)))
                     });
-                    for k in 0..qn {
+                    for (k, ak) in a.iter_mut().enumerate().take(qn) {
                         if j < vis[k] {
                             // SAFETY: (i0 + k, j) is a visible weight of row i0 + k of `p`.
                             let w = _mm512_set1_ps(unsafe { *p.get_unchecked((i0 + k) * stride + j) });
-                            for g in 0..GB {
-                                a[k][g] = _mm512_fmadd_ps(w, v[g], a[k][g]);
+                            for (akg, vg) in ak.iter_mut().zip(&v) {
+                                *akg = _mm512_fmadd_ps(w, *vg, *akg);
                             }
                         }
                     }
                 }
-                for k in 0..qn {
-                    for g in 0..GB {
+                for (k, ak) in a.iter().enumerate().take(qn) {
+                    for (g, akg) in ak.iter().enumerate() {
                         // SAFETY: as the loads above.
-                        unsafe { _mm512_mask_storeu_ps(acc.as_mut_ptr().wrapping_add(at(k, g)), m[g], a[k][g]) };
+                        unsafe { _mm512_mask_storeu_ps(acc.as_mut_ptr().wrapping_add(at(k, g)), m[g], *akg) };
                     }
                 }
             }
