@@ -72,7 +72,9 @@ impl Probe {
         for &t in threads {
             let pool = ThreadPool::new(t);
             progress(&format!("probing bandwidth, {t} thread(s)"));
-            let bandwidth = bandwidth(&pool, BANDWIDTH_BUFFER, 5);
+            // A pass takes ~30 ms; filling the buffer costs more than 20 of them.
+            // The best of many rides out moments when the shared host is busy.
+            let bandwidth = bandwidth(&pool, BANDWIDTH_BUFFER, 20);
             progress(&format!("probing f32 matmul, {t} thread(s)"));
             let f32_flops = matmul_flops(&pool, DType::F32, 3);
             progress(&format!("probing int8 matmul, {t} thread(s)"));
