@@ -492,11 +492,8 @@ mod tests {
         assert_eq!(kv.make_writable(2, 1), Ok(Some((0, 1))));
         for seq in [1, 2] {
             let mut got = [0f32; 8];
-            kv.read(0, seq, 2, &mut |r| {
-                for (i, g) in got.chunks_exact_mut(2).enumerate() {
-                    r.k.widen(i * 2, g);
-                }
-            });
+            // Each head's slice (2 elements, one scale group) as a row.
+            kv.read(0, seq, 2, &mut |r| r.k.widen(0, 2, 2, &mut got));
             for (i, (g, w)) in got.iter().zip(&k).enumerate() {
                 // Half a quantization step of the head's largest element, plus the f16 scale.
                 let head_max = k[i / 2 * 2].abs().max(k[i / 2 * 2 + 1].abs());

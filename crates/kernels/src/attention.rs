@@ -132,17 +132,22 @@ pub fn weighted_sum_with(
     }
 }
 
-/// `out[i] = f32(x[i])`: cached f16 keys or values widened for the kernels
-/// above (exact; F16C eight lanes at a time where the CPU has it).
-pub fn widen_f16(x: &[f16], out: &mut [f32]) {
-    assert_eq!(x.len(), out.len());
+/// Rows of cached f16 keys or values widened for the kernels above: row `r`
+/// of `out` (`[rows, width]`) is `x[at + r * stride..][..width]` as f32
+/// (exact; F16C eight lanes at a time where the CPU has it). One call per
+/// chunk: per-row calls cost more than the conversion in decode.
+pub fn widen_f16(x: &[f16], at: usize, stride: usize, width: usize, out: &mut [f32]) {
+    let rows = out.len() / width.max(1);
+    assert!(out.len() == rows * width && (rows == 0 || at + (rows - 1) * stride + width <= x.len()));
     #[cfg(target_arch = "x86_64")]
     if Isa::detect() != Isa::Reference {
-        // SAFETY: AVX2 implies F16C here (`Isa::Avx2` requires both); equal lengths checked above.
-        return unsafe { x86::widen_f16(x, out) };
+        // SAFETY: AVX2 implies F16C here (`Isa::Avx2` requires both); bounds checked above.
+        return unsafe { x86::widen_f16(x, at, stride, width, out) };
     }
-    for (o, v) in out.iter_mut().zip(x) {
-        *o = v.to_f32();
+    for (r, o) in out.chunks_exact_mut(width).enumerate() {
+        for (o, v) in o.iter_mut().zip(&x[at + r * stride..]) {
+            *o = v.to_f32();
+        }
     }
 }
 
@@ -428,18 +433,19 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,f16c")]
-    pub(super) unsafe fn widen_f16(x: &[f16], out: &mut [f32]) {
-        let n = x.len();
-        let (src, dst) = (x.as_ptr() as *const u16, out.as_mut_ptr());
-        let mut i = 0;
-        while i + 8 <= n {
-            // SAFETY: i + 8 <= n elements of both slices (equal lengths).
-            let h = _mm_loadu_si128(src.add(i) as *const __m128i);
-            _mm256_storeu_ps(dst.add(i), _mm256_cvtph_ps(h));
-            i += 8;
-        }
-        for (o, v) in out[i..].iter_mut().zip(&x[i..]) {
-            *o = v.to_f32();
+    pub(super) unsafe fn widen_f16(x: &[f16], at: usize, stride: usize, width: usize, out: &mut [f32]) {
+        for (r, o) in out.chunks_exact_mut(width).enumerate() {
+            let row = &x[at + r * stride..][..width];
+            let (src, dst) = (row.as_ptr() as *const u16, o.as_mut_ptr());
+            let mut i = 0;
+            while i + 8 <= width {
+                // SAFETY: i + 8 <= width elements of `row` and `o`.
+                unsafe { _mm256_storeu_ps(dst.add(i), _mm256_cvtph_ps(_mm_loadu_si128(src.add(i) as *const __m128i))) };
+                i += 8;
+            }
+            for (o, v) in o[i..].iter_mut().zip(&row[i..]) {
+                *o = v.to_f32();
+            }
         }
     }
 
@@ -623,6 +629,21 @@ mod tests {
                             assert_eq!(bits(&a), bits(&b), "{isa:?} weighted sum hd {hd} nq {nq} n {n} base {base}");
                         }
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn widened_f16_rows_are_exact() {
+        let mut state = 7u64;
+        let x: Vec<f16> = (0..200).map(|_| f16::from_f32(rnd(&mut state))).collect();
+        for (at, stride, width, rows) in [(0, 16, 16, 4), (3, 20, 13, 5), (5, 64, 64, 2), (1, 9, 9, 0)] {
+            let mut out = vec![0f32; rows * width];
+            widen_f16(&x, at, stride, width, &mut out);
+            for (r, row) in out.chunks_exact(width).enumerate() {
+                for (e, &o) in row.iter().enumerate() {
+                    assert_eq!(o, x[at + r * stride + e].to_f32(), "row {r} element {e}");
                 }
             }
         }

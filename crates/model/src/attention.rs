@@ -101,9 +101,7 @@ pub fn attend_batch(
                 // Key j of the run is visible to query qi iff j <= qi - base.
                 let base = run.start as isize - p0 as isize;
                 let widen = |x: &KvRows, j0: usize, c: usize, rows: &mut [f32]| {
-                    for (j, row) in rows[..c * hd].chunks_exact_mut(hd).enumerate() {
-                        x.widen((j0 + j) * kv_dim + kv_off, row);
-                    }
+                    x.widen(j0 * kv_dim + kv_off, kv_dim, hd, &mut rows[..c * hd]);
                 };
                 scores.clear();
                 scores.resize(qn * n, f32::NEG_INFINITY);

@@ -45,17 +45,23 @@ impl KvRows<'_> {
         self.len() == 0
     }
 
-    /// Elements `[at, at + out.len())` as f32. For `Q8` the range must lie
+    /// Rows of elements as f32: row `r` of `out` (`[rows, width]`) is
+    /// elements `[at + r * stride, + width)`. For `Q8` each row must lie
     /// within one scale group.
-    pub fn widen(&self, at: usize, out: &mut [f32]) {
-        let n = out.len();
-        match self {
-            KvRows::F32(x) => out.copy_from_slice(&x[at..at + n]),
-            KvRows::F16(x) => memwall_kernels::attention::widen_f16(&x[at..at + n], out),
-            KvRows::Q8 { q, d, group } => {
-                let scale = d[at / group].to_f32();
-                for (o, &v) in out.iter_mut().zip(&q[at..at + n]) {
-                    *o = v as f32 * scale;
+    pub fn widen(&self, at: usize, stride: usize, width: usize, out: &mut [f32]) {
+        if let KvRows::F16(x) = self {
+            return memwall_kernels::attention::widen_f16(x, at, stride, width, out);
+        }
+        for (r, out) in out.chunks_exact_mut(width).enumerate() {
+            let at = at + r * stride;
+            match self {
+                KvRows::F32(x) => out.copy_from_slice(&x[at..at + width]),
+                KvRows::F16(_) => unreachable!("widened above"),
+                KvRows::Q8 { q, d, group } => {
+                    let scale = d[at / group].to_f32();
+                    for (o, &v) in out.iter_mut().zip(&q[at..at + width]) {
+                        *o = v as f32 * scale;
+                    }
                 }
             }
         }
