@@ -31,8 +31,7 @@ pub(super) fn kernel(dtype: DType) -> Kernel {
         DType::Q5_0 => Kernel::Quant(dot_q5_0 as QDot, Some(dot_q5_0x4 as QDot4)),
         DType::Q5_1 => Kernel::Quant(dot_q5_1 as QDot, Some(dot_q5_1x4 as QDot4)),
         DType::Q8_0 => Kernel::Quant(dot_q8_0 as QDot, Some(dot_q8_0x4 as QDot4)),
-        DType::Q4_K | DType::Q5_K | DType::Q6_K => super::avx2_kquant::kernel(dtype),
-        DType::Q2_K | DType::Q3_K => super::reference::kernel(dtype),
+        DType::Q2_K | DType::Q3_K | DType::Q4_K | DType::Q5_K | DType::Q6_K => super::avx2_kquant::kernel(dtype),
     }
 }
 
