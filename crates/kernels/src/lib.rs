@@ -18,6 +18,7 @@
 
 pub mod attention;
 pub mod dtype;
+pub mod exp;
 pub mod kquant;
 pub mod kquant_quantize;
 pub mod matmul;

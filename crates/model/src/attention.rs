@@ -121,7 +121,7 @@ pub fn attend_batch(
                         continue;
                     }
                     if run_max > m[r] {
-                        let correction = attention::exp(m[r] - run_max);
+                        let correction = memwall_kernels::exp::exp(m[r] - run_max);
                         l[r] *= correction;
                         acc[r * hd..(r + 1) * hd].iter_mut().for_each(|a| *a *= correction);
                         m[r] = run_max;
