@@ -27,7 +27,7 @@
 //! weights are always random bytes with sane f16 scales.
 
 use memwall_kernels::kquant::{quantize_row_q8_k, QK_K};
-use memwall_kernels::matmul::{matmul_with, packed, Isa, PackedMat};
+use memwall_kernels::matmul::{matmul, matmul_many, matmul_with, packed, Isa, PackedMat};
 use memwall_kernels::quant::{dequantize_row, quantize_row, quantize_row_q8};
 use memwall_kernels::{DType, MatRef, ThreadPool};
 use proptest::prelude::*;
@@ -212,6 +212,46 @@ fn check_tiled_is_reference(dtype: DType, rows: usize, cols: usize, n_tokens: us
     }
 }
 
+/// `matmul_many` (one quantization and one dispatch for matrices sharing
+/// their input, when their kernels allow) gives every matrix the bits of
+/// its own `matmul`: tiled or not, types mixed (Q4_K with Q6_K fuse; Q4_0
+/// with Q4_K do not), any row counts, 1 or 3 threads.
+fn check_many_is_each(dtypes: &[DType], rows: &[usize], blocks: usize, n_tokens: usize, tiled: bool, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let cols = cols_of(DType::Q4_K, blocks);
+    let data: Vec<Vec<u8>> = dtypes.iter().zip(rows).map(|(&d, &r)| weights(d, r, cols, true, &mut rng)).collect();
+    let packs: Vec<Option<PackedMat>> = dtypes
+        .iter()
+        .zip(rows)
+        .zip(&data)
+        .map(|((&d, &r), bytes)| tiled.then(|| PackedMat::pack(&MatRef::new(d, r, cols, bytes))).flatten())
+        .collect();
+    let mats: Vec<MatRef> = dtypes
+        .iter()
+        .zip(rows)
+        .zip(&data)
+        .zip(&packs)
+        .map(|(((&d, &r), bytes), p)| p.as_ref().map_or(MatRef::new(d, r, cols, bytes), PackedMat::as_mat))
+        .collect();
+    let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.gen_range(-2.0..2.0f32)).collect();
+    let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for threads in [1, 3] {
+        let pool = ThreadPool::new(threads);
+        let mut got: Vec<Vec<f32>> = rows.iter().map(|&r| vec![f32::NAN; n_tokens * r]).collect();
+        let mut ys: Vec<&mut [f32]> = got.iter_mut().map(|y| &mut y[..]).collect();
+        matmul_many(&pool, &mats, &x, &mut ys);
+        for (m, w) in mats.iter().enumerate() {
+            let mut want = vec![0f32; n_tokens * w.rows];
+            matmul(&pool, w, &x, &mut want);
+            assert_eq!(
+                bits(&got[m]),
+                bits(&want),
+                "matrix {m} of {dtypes:?} {rows:?}, {threads} threads, tiled {tiled}"
+            );
+        }
+    }
+}
+
 /// The types with a tiled layout.
 const TILED: [DType; 9] =
     [DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K];
@@ -260,6 +300,22 @@ proptest! {
     ) {
         prop_assert!(packed::packable(dtype));
         check_tiled_is_reference(dtype, rows, cols_of(dtype, blocks), n_tokens, raw, seed);
+    }
+
+    #[test]
+    fn matmul_many_equals_one_matmul_each(
+        mix in prop::sample::select(vec![
+            vec![DType::Q4_0, DType::Q4_0, DType::Q4_0],
+            vec![DType::Q8_0, DType::Q8_0],
+            vec![DType::Q4_K, DType::Q4_K, DType::Q6_K],
+            vec![DType::Q5_K, DType::Q6_K],
+            vec![DType::Q4_0, DType::Q4_K],
+            vec![DType::Q4_1, DType::Q8_0, DType::Q2_K],
+        ]),
+        rows in prop::collection::vec(1usize..40, 3), blocks in 1usize..4, n_tokens in 1usize..20,
+        tiled in any::<bool>(), seed in any::<u64>(),
+    ) {
+        check_many_is_each(&mix, &rows[..mix.len()], blocks, n_tokens, tiled, seed);
     }
 
     #[test]

@@ -466,11 +466,7 @@ impl Model {
             layer.attn_norm.apply_rows(pool, x, h);
             trace(&mut s.trace, "attn_norm", il, h);
             match &layer.attn.qkv {
-                Qkv::Split { q: wq, k: wk, v: wv } => {
-                    wq.forward(pool, h, q);
-                    wk.forward(pool, h, k);
-                    wv.forward(pool, h, v);
-                }
+                Qkv::Split { q: wq, k: wk, v: wv } => Linear::forward_many([wq, wk, wv], pool, h, [q, k, v]),
                 Qkv::Fused(w) => {
                     let width = q_dim + 2 * kv_dim;
                     let qkv = grow(&mut s.qkv, n * width);

@@ -6,6 +6,7 @@ use crate::config::{ArchTraits, FfnKind, ModelConfig, NormKind};
 use crate::error::ModelError;
 use crate::rows::for_rows;
 use crate::weights::{Matrix, WeightSource};
+use memwall_kernels::matmul::matmul_many;
 use memwall_kernels::{matmul, ops, ThreadPool};
 
 /// RMSNorm (`bias` is `None`) or LayerNorm over rows of width `[d]`.
@@ -85,6 +86,21 @@ impl Linear {
     /// `x` `[n, d_in]` → `y` `[n, d_out]`.
     pub fn forward(&self, pool: &ThreadPool, x: &[f32], y: &mut [f32]) {
         matmul(pool, &self.w.as_mat(), x, y);
+        self.add_bias(y);
+    }
+
+    /// `ys[m] = linears[m](x)` for layers that read the same `x` (Q, K and
+    /// V; gate and up): one quantization of `x` and one pass of the pool
+    /// over all their weights where the kernels allow (`matmul_many`).
+    pub fn forward_many<const N: usize>(linears: [&Linear; N], pool: &ThreadPool, x: &[f32], ys: [&mut [f32]; N]) {
+        let mut ys = ys;
+        matmul_many(pool, &linears.map(|l| l.w.as_mat()), x, &mut ys);
+        for (l, y) in linears.iter().zip(ys) {
+            l.add_bias(y);
+        }
+    }
+
+    fn add_bias(&self, y: &mut [f32]) {
         if let Some(b) = &self.b {
             for row in y.chunks_exact_mut(b.len()) {
                 for (yi, bi) in row.iter_mut().zip(b) {
@@ -191,16 +207,10 @@ impl FfnWeights {
                 for_rows(pool, act, ff, |_, act| ops::gelu(act));
             }
             (FfnKind::SwiGlu, Some(gate)) => {
-                gate.forward(pool, x, act);
                 let up = &mut up_buf[..n * ff];
-                self.up.forward(pool, x, up);
+                Linear::forward_many([gate, &self.up], pool, x, [&mut *act, &mut *up]);
                 let up = &*up;
-                for_rows(pool, act, ff, |rows, act| {
-                    ops::silu(act);
-                    for (a, u) in act.iter_mut().zip(&up[rows.start * ff..rows.end * ff]) {
-                        *a *= u;
-                    }
-                });
+                for_rows(pool, act, ff, |rows, act| ops::silu_mul(act, Some(&up[rows.start * ff..rows.end * ff])));
             }
             (FfnKind::SwiGlu, None) => {
                 let fused = &mut up_buf[..n * 2 * ff];

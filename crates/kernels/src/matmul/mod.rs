@@ -27,8 +27,10 @@
 //!   (`examples/matmul_bench.rs`, `examples/stream_bench.rs`). **Rows**
 //!   (the file's layout; other CPUs, the other types, or `memwall bench
 //!   --no-repack`): per-row dot kernels, `TOKEN_TILE` (4) tokens per call.
-//! - Each thread owns a contiguous range of output rows (a multiple of
-//!   [`ROW_TILE`], or whole tiles) and, for each tile of rows, multiplies
+//! - Each thread starts on its own contiguous range of output rows (a
+//!   multiple of [`ROW_TILE`], or whole tiles), takes it in chunks of about
+//!   32 KiB of weights and then helps with what is left of the others'
+//!   ([`ThreadPool::run_chunks`]); for each tile of rows it multiplies
 //!   every token of the batch: each weight byte is read from memory once
 //!   per call whatever `n_tokens` is.
 //!
@@ -258,6 +260,60 @@ pub fn matmul(pool: &ThreadPool, w: &MatRef, x: &[f32], y: &mut [f32]) {
     matmul_with(Isa::detect(), pool, w, x, y);
 }
 
+/// `ys[m] = ws[m] · x` for matrices that read the same input `x`
+/// (`[n_tokens, cols]`, every `ws[m].cols` equal; `ys[m]`: `[n_tokens,
+/// ws[m].rows]`): a layer's Q, K and V, or its gate and up.
+///
+/// When every matrix is tiled with a quantized tile kernel and all take
+/// the same activations (all k-quants, or none), `x` is quantized once and
+/// one pool dispatch covers the tiles of all of them: a decode step then
+/// pays one quantization, one start and one end of the threads instead of
+/// one per matrix. Otherwise one [`matmul`] per matrix. The same bits
+/// either way (each output is the same kernel on the same activations).
+pub fn matmul_many(pool: &ThreadPool, ws: &[MatRef], x: &[f32], ys: &mut [&mut [f32]]) {
+    assert_eq!(ws.len(), ys.len(), "one output per matrix");
+    #[cfg(target_arch = "x86_64")]
+    if fused_tiles(pool, ws, x, ys) {
+        return;
+    }
+    for (w, y) in ws.iter().zip(ys.iter_mut()) {
+        matmul(pool, w, x, y);
+    }
+}
+
+/// [`matmul_many`]'s one dispatch, when it applies (returns whether it did).
+#[cfg(target_arch = "x86_64")]
+fn fused_tiles(pool: &ThreadPool, ws: &[MatRef], x: &[f32], ys: &mut [&mut [f32]]) -> bool {
+    let Some(first) = ws.first() else { return true };
+    let same_input = |w: &MatRef| {
+        w.layout == Layout::Tiles && w.cols == first.cols && w.dtype.is_kquant() == first.dtype.is_kquant()
+    };
+    if ws.len() < 2 || Isa::detect() != Isa::Avx512 || first.cols == 0 || !ws.iter().all(same_input) {
+        return false;
+    }
+    let Some(kernels) = ws.iter().map(|w| avx512_tiles::tile_kernel(w.dtype)).collect::<Option<Vec<_>>>() else {
+        return false;
+    };
+    assert_eq!(x.len() % first.cols, 0, "x is not [n_tokens, {}]", first.cols);
+    let n_tokens = x.len() / first.cols;
+    for (w, y) in ws.iter().zip(ys.iter()) {
+        w.check();
+        assert_eq!(y.len(), n_tokens * w.rows, "y is not [{n_tokens}, {}]", w.rows);
+    }
+    let mats: Vec<(MatRef, SharedOut)> = ws.iter().copied().zip(ys.iter_mut().map(|y| SharedOut::new(y))).collect();
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        s.quantize(pool, first, x);
+        let xs: Vec<Q8Row> = (0..n_tokens).map(|t| s.token(t)).collect();
+        run_tiled(pool, &mats, n_tokens, |m, tile, t0, o| {
+            // SAFETY: Avx512 is available; every matrix's tiles have the
+            // token rows' block count (equal cols) and gsum is filled.
+            unsafe { kernels[m](tile, &xs[t0..t0 + o.len()], o) }
+        });
+    });
+    true
+}
+
 /// Quantized activations of one call, reused across calls: the fields of
 /// [`Q8Row`] for every token (`[n_tokens, ...]`, token after token).
 #[derive(Default)]
@@ -399,7 +455,7 @@ pub fn matmul_with(isa: Isa, pool: &ThreadPool, w: &MatRef, x: &[f32], y: &mut [
             // Token rows are built once per call, not per tile.
             if let Some(kernel) = avx512_tiles::float_tile_kernel(w.dtype) {
                 let xs: Vec<&[f32]> = x.chunks_exact(w.cols).collect();
-                return run_tiled(pool, w, n_tokens, SharedOut::new(y), |tile, t0, o| {
+                return run_tiled(pool, &[(*w, SharedOut::new(y))], n_tokens, |_, tile, t0, o| {
                     // SAFETY: Avx512 is available; tile and token rows match.
                     unsafe { kernel(tile, &xs[t0..t0 + o.len()], o) }
                 });
@@ -409,7 +465,7 @@ pub fn matmul_with(isa: Isa, pool: &ThreadPool, w: &MatRef, x: &[f32], y: &mut [
                     let mut s = s.borrow_mut();
                     s.quantize(pool, w, x);
                     let xs: Vec<Q8Row> = (0..n_tokens).map(|t| s.token(t)).collect();
-                    run_tiled(pool, w, n_tokens, SharedOut::new(y), |tile, t0, o| {
+                    run_tiled(pool, &[(*w, SharedOut::new(y))], n_tokens, |_, tile, t0, o| {
                         // SAFETY: Avx512 is available; tile and token rows
                         // have matching block counts; gsum is filled.
                         unsafe { kernel(tile, &xs[t0..t0 + o.len()], o) }
@@ -459,33 +515,55 @@ pub fn matmul_with(isa: Isa, pool: &ThreadPool, w: &MatRef, x: &[f32], y: &mut [
     }
 }
 
-/// Tiled weights: each thread owns a range of tiles and, per tile, runs
-/// the tokens in groups of [`avx512_tiles::TILE_TOKENS`], so a tile's
-/// weights (16 rows) stay in L1/L2 while every token passes them.
-/// `kernel(tile, t0, out)` fills `out[k][j] = y[t0 + k][16 i + j]` for
-/// `out.len()` tokens from `t0`.
+/// Work a thread takes at a time ([`ThreadPool::run_chunks`]): units
+/// (tiles or rows) of `unit_bytes` of weights each, as many as make about
+/// [`CHUNK_WORK`] bytes of weights × token passes, at least one.
+fn chunk_units(unit_bytes: usize, n_tokens: usize) -> usize {
+    (CHUNK_WORK / (unit_bytes * n_tokens).max(1)).max(1)
+}
+
+/// Weight bytes × tokens of one chunk of a matmul: 32 KiB is ~2 µs of one
+/// thread's decode stream, fine enough to even out the threads' ends and
+/// coarse enough that taking it (one uncontended atomic add) costs nothing.
+const CHUNK_WORK: usize = 32 << 10;
+
+/// Tiled weights of one or more matrices (`mats`: each with its output
+/// `[n_tokens, rows]`): the threads take chunks of tiles
+/// ([`chunk_units`]), numbered across the matrices in order, and, per
+/// tile, run the tokens in groups of [`avx512_tiles::TILE_TOKENS`], so a
+/// tile's weights (16 rows) stay in L1/L2 while every token passes them.
+/// `kernel(m, tile, t0, out)` fills `out[k][j] = y_m[t0 + k][16 i + j]`
+/// for `out.len()` tokens from `t0`, tile `i` of matrix `m`.
 #[cfg(target_arch = "x86_64")]
 fn run_tiled(
     pool: &ThreadPool,
-    w: &MatRef,
+    mats: &[(MatRef, SharedOut<'_>)],
     n_tokens: usize,
-    out: SharedOut<'_>,
-    kernel: impl Fn(&[u8], usize, &mut [[f32; TILE_ROWS]]) + Sync,
+    kernel: impl Fn(usize, &[u8], usize, &mut [[f32; TILE_ROWS]]) + Sync,
 ) {
     use avx512_tiles::TILE_TOKENS;
-    let rows = w.rows;
-    let tile_bytes = w.cols / w.dtype.block_len() * packed::tile_block_bytes(w.dtype);
-    pool.run(|i, n| {
-        for tile in split_range(rows.div_ceil(TILE_ROWS), 1, i, n) {
-            let data = &w.data[tile * tile_bytes..(tile + 1) * tile_bytes];
+    let tile_bytes = |w: &MatRef| w.cols / w.dtype.block_len() * packed::tile_block_bytes(w.dtype);
+    let n_tiles: usize = mats.iter().map(|(w, _)| w.rows.div_ceil(TILE_ROWS)).sum();
+    let biggest = mats.iter().map(|(w, _)| tile_bytes(w)).max().unwrap_or(0);
+    pool.run_chunks(n_tiles, 1, chunk_units(biggest, n_tokens), |tiles| {
+        for unit in tiles {
+            // Matrix `m` and its tile: the matrices' tiles follow each other.
+            let (mut m, mut tile) = (0, unit);
+            while tile >= mats[m].0.rows.div_ceil(TILE_ROWS) {
+                tile -= mats[m].0.rows.div_ceil(TILE_ROWS);
+                m += 1;
+            }
+            let (w, out) = &mats[m];
+            let (rows, tb) = (w.rows, tile_bytes(w));
+            let data = &w.data[tile * tb..(tile + 1) * tb];
             let r0 = tile * TILE_ROWS;
             let valid = TILE_ROWS.min(rows - r0);
             for t0 in (0..n_tokens).step_by(TILE_TOKENS) {
                 let nt = TILE_TOKENS.min(n_tokens - t0);
                 let mut o = [[0f32; TILE_ROWS]; TILE_TOKENS];
-                kernel(data, t0, &mut o[..nt]);
+                kernel(m, data, t0, &mut o[..nt]);
                 for (k, o) in o[..nt].iter().enumerate() {
-                    // SAFETY: rows r0.. of token t0 + k are inside y and owned by this thread only.
+                    // SAFETY: rows r0.. of token t0 + k are inside y_m and owned by this thread only.
                     unsafe { out.slice((t0 + k) * rows + r0, valid) }.copy_from_slice(&o[..valid]);
                 }
             }
@@ -493,7 +571,7 @@ fn run_tiled(
     });
 }
 
-/// Split the rows over the pool; each thread walks its rows in tiles of
+/// Split the rows over the pool in chunks ([`chunk_units`]); each thread walks its rows in tiles of
 /// [`ROW_TILE`] and, per tile, the tokens in groups of [`TOKEN_TILE`]:
 /// `dot(r, t0, out)` fills `out[k] = y[t0 + k][r]`.
 fn run_tiles(
@@ -504,8 +582,8 @@ fn run_tiles(
     dot: impl Fn(usize, usize, &mut [f32]) + Sync,
 ) {
     let rows = w.rows;
-    pool.run(|i, n| {
-        let mine = split_range(rows, ROW_TILE, i, n);
+    let chunk = chunk_units(w.row_bytes(), n_tokens);
+    pool.run_chunks(rows, ROW_TILE, chunk, |mine| {
         let mut r0 = mine.start;
         while r0 < mine.end {
             let r1 = (r0 + ROW_TILE).min(mine.end);
