@@ -4,7 +4,9 @@
 //! query block is up to [`QUERY_BLOCK`] consecutive tokens of one sequence
 //! (a decode step's token is a block of one). Threads take items in turn
 //! (item `i` to thread `i mod n`): a prompt's later query blocks see more
-//! keys, and contiguous ranges left one thread most of the work. An item
+//! keys, and contiguous ranges left one thread most of the work (taking
+//! them from contiguous shares with stealing, as the matmuls do, measured
+//! 1-2% slower on a TinyLlama pp512). An item
 //! reads its sequence's K/V of one key/value head once for all its queries
 //! and query heads (grouped-query attention shares a key/value head between
 //! `n_heads / n_kv_heads` query heads; [`heads_per_item`] keeps them in one
@@ -69,86 +71,110 @@ pub fn attend_batch(
     let out = SharedOut::new(out);
 
     pool.run(|thread, n_threads| {
-        // Query rows `r = head · nq + qi` of the item: the queries `[per · nq, hd]`,
-        // accumulators `[per · nq, hd]`, running max `m` and sum `l` `[per · nq]`,
-        // scores `[per · nq, run rows]`; one chunk of keys or values widened to
-        // f32 `[CHUNK, hd]`.
-        let mut qs: Vec<f32> = Vec::new();
-        let mut rows = vec![0f32; CHUNK * hd];
-        let mut scores: Vec<f32> = Vec::new();
-        let mut acc: Vec<f32> = Vec::new();
-        let (mut m, mut l) = (Vec::new(), Vec::new());
-        for item in (thread..n_items).step_by(n_threads) {
-            let ((seq, t0, p0, nq), rest) = (blocks[item / (n_kv * subs)], item % (n_kv * subs));
-            let kv_head = rest / subs;
-            let h0 = kv_head * group + (rest % subs) * per;
-            let qn = per * nq;
-            qs.clear();
-            for h in h0..h0 + per {
-                for qi in 0..nq {
-                    qs.extend_from_slice(&q[(t0 + qi) * n_heads * hd + h * hd..][..hd]);
-                }
-            }
-            let kv_off = kv_head * hd;
-            m.clear();
-            m.resize(qn, f32::NEG_INFINITY);
-            l.clear();
-            l.resize(qn, 0f32);
-            acc.clear();
-            acc.resize(qn * hd, 0f32);
-            kv.read(layer, seq, p0 + nq, &mut |run| {
-                let n = run.k.len() / kv_dim;
-                // Key j of the run is visible to query qi iff j <= qi - base.
-                let base = run.start as isize - p0 as isize;
-                let widen = |x: &KvRows, j0: usize, c: usize, rows: &mut [f32]| {
-                    x.widen(j0 * kv_dim + kv_off, kv_dim, hd, &mut rows[..c * hd]);
-                };
-                scores.clear();
-                scores.resize(qn * n, f32::NEG_INFINITY);
-                for j0 in (0..n).step_by(CHUNK) {
-                    let c = CHUNK.min(n - j0);
-                    widen(&run.k, j0, c, &mut rows);
-                    for (head_q, head_scores) in qs.chunks_exact(nq * hd).zip(scores.chunks_exact_mut(nq * n)) {
-                        attention::scores(hd, head_q, &rows, c, base + j0 as isize, scale, &mut head_scores[j0..], n);
+        ITEM_SCRATCH.with_borrow_mut(|s| {
+            let ItemScratch { qs, rows, scores, acc, m, l } = s;
+            rows.resize(CHUNK * hd, 0.0);
+            for item in (thread..n_items).step_by(n_threads) {
+                let ((seq, t0, p0, nq), rest) = (blocks[item / (n_kv * subs)], item % (n_kv * subs));
+                let kv_head = rest / subs;
+                let h0 = kv_head * group + (rest % subs) * per;
+                let qn = per * nq;
+                qs.clear();
+                for h in h0..h0 + per {
+                    for qi in 0..nq {
+                        qs.extend_from_slice(&q[(t0 + qi) * n_heads * hd + h * hd..][..hd]);
                     }
                 }
+                let kv_off = kv_head * hd;
+                m.clear();
+                m.resize(qn, f32::NEG_INFINITY);
+                l.clear();
+                l.resize(qn, 0f32);
+                acc.clear();
+                acc.resize(qn * hd, 0f32);
+                kv.read(layer, seq, p0 + nq, &mut |run| {
+                    let n = run.k.len() / kv_dim;
+                    // Key j of the run is visible to query qi iff j <= qi - base.
+                    let base = run.start as isize - p0 as isize;
+                    let widen = |x: &KvRows, j0: usize, c: usize, rows: &mut [f32]| {
+                        x.widen(j0 * kv_dim + kv_off, kv_dim, hd, &mut rows[..c * hd]);
+                    };
+                    scores.clear();
+                    scores.resize(qn * n, f32::NEG_INFINITY);
+                    for j0 in (0..n).step_by(CHUNK) {
+                        let c = CHUNK.min(n - j0);
+                        widen(&run.k, j0, c, rows);
+                        for (head_q, head_scores) in qs.chunks_exact(nq * hd).zip(scores.chunks_exact_mut(nq * n)) {
+                            attention::scores(
+                                hd,
+                                head_q,
+                                rows,
+                                c,
+                                base + j0 as isize,
+                                scale,
+                                &mut head_scores[j0..],
+                                n,
+                            );
+                        }
+                    }
+                    for r in 0..qn {
+                        let seen = &mut scores[r * n..][..attention::visible(r % nq, base, n)];
+                        let run_max = seen.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        if run_max == f32::NEG_INFINITY {
+                            // Nothing to weigh (or only -inf / NaN scores): add nothing.
+                            seen.fill(0.0);
+                            continue;
+                        }
+                        if run_max > m[r] {
+                            let correction = memwall_kernels::exp::exp(m[r] - run_max);
+                            l[r] *= correction;
+                            acc[r * hd..(r + 1) * hd].iter_mut().for_each(|a| *a *= correction);
+                            m[r] = run_max;
+                        }
+                        attention::exp_sub(seen, m[r]);
+                        l[r] += seen.iter().sum::<f32>();
+                    }
+                    for j0 in (0..n).step_by(CHUNK) {
+                        let c = CHUNK.min(n - j0);
+                        widen(&run.v, j0, c, rows);
+                        for (head_p, head_acc) in scores.chunks_exact(nq * n).zip(acc.chunks_exact_mut(nq * hd)) {
+                            attention::weighted_sum(hd, &head_p[j0..], n, rows, c, base + j0 as isize, head_acc);
+                        }
+                    }
+                });
                 for r in 0..qn {
-                    let seen = &mut scores[r * n..][..attention::visible(r % nq, base, n)];
-                    let run_max = seen.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    if run_max == f32::NEG_INFINITY {
-                        // Nothing to weigh (or only -inf / NaN scores): add nothing.
-                        seen.fill(0.0);
-                        continue;
+                    let (h, qi) = (h0 + r / nq, r % nq);
+                    // SAFETY: every (token, head) writes its own `[hd]` slice of
+                    // `out`, and items are partitioned between threads.
+                    let dst = unsafe { out.slice((t0 + qi) * n_heads * hd + h * hd, hd) };
+                    let inv = if l[r] > 0.0 { 1.0 / l[r] } else { 0.0 };
+                    for (o, a) in dst.iter_mut().zip(&acc[r * hd..(r + 1) * hd]) {
+                        *o = a * inv;
                     }
-                    if run_max > m[r] {
-                        let correction = memwall_kernels::exp::exp(m[r] - run_max);
-                        l[r] *= correction;
-                        acc[r * hd..(r + 1) * hd].iter_mut().for_each(|a| *a *= correction);
-                        m[r] = run_max;
-                    }
-                    attention::exp_sub(seen, m[r]);
-                    l[r] += seen.iter().sum::<f32>();
-                }
-                for j0 in (0..n).step_by(CHUNK) {
-                    let c = CHUNK.min(n - j0);
-                    widen(&run.v, j0, c, &mut rows);
-                    for (head_p, head_acc) in scores.chunks_exact(nq * n).zip(acc.chunks_exact_mut(nq * hd)) {
-                        attention::weighted_sum(hd, &head_p[j0..], n, &rows, c, base + j0 as isize, head_acc);
-                    }
-                }
-            });
-            for r in 0..qn {
-                let (h, qi) = (h0 + r / nq, r % nq);
-                // SAFETY: every (token, head) writes its own `[hd]` slice of
-                // `out`, and items are partitioned between threads.
-                let dst = unsafe { out.slice((t0 + qi) * n_heads * hd + h * hd, hd) };
-                let inv = if l[r] > 0.0 { 1.0 / l[r] } else { 0.0 };
-                for (o, a) in dst.iter_mut().zip(&acc[r * hd..(r + 1) * hd]) {
-                    *o = a * inv;
                 }
             }
-        }
+        });
     });
+}
+
+/// One thread's buffers for its items, kept between calls so a decode step
+/// allocates nothing once they have grown. Query rows `r = head · nq + qi`
+/// of an item: the queries `qs` `[per · nq, hd]`, accumulators `acc`
+/// `[per · nq, hd]`, running max `m` and sum `l` `[per · nq]`, `scores`
+/// `[per · nq, run rows]`; `rows`: one chunk of keys or values widened to
+/// f32 `[CHUNK, hd]`.
+#[derive(Default)]
+struct ItemScratch {
+    qs: Vec<f32>,
+    rows: Vec<f32>,
+    scores: Vec<f32>,
+    acc: Vec<f32>,
+    m: Vec<f32>,
+    l: Vec<f32>,
+}
+
+thread_local! {
+    static ITEM_SCRATCH: std::cell::RefCell<ItemScratch> = std::cell::RefCell::new(ItemScratch::default());
 }
 
 /// Query heads of one key/value head that share an item: all `group` of
