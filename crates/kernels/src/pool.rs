@@ -53,6 +53,8 @@ struct Shared {
     cv: Condvar,
     shutdown: AtomicBool,
     panic: Mutex<Option<Box<dyn Any + Send>>>,
+    /// One per thread, for [`ThreadPool::run_chunks`].
+    cursors: Box<[Cursor]>,
 }
 
 impl Shared {
@@ -137,6 +139,7 @@ impl ThreadPool {
             cv: Condvar::new(),
             shutdown: AtomicBool::new(false),
             panic: Mutex::new(None),
+            cursors: (0..n_threads).map(|_| Cursor(AtomicUsize::new(0))).collect(),
         });
         let workers = (1..n_threads)
             .map(|i| {
@@ -157,14 +160,20 @@ impl ThreadPool {
     /// Run `f(i, n)` on every thread `i` in `0..n` (the caller is `i = 0`)
     /// and return when all have finished.
     pub fn run<F: Fn(usize, usize) + Sync>(&self, f: F) {
-        let n = self.shared.n_threads;
-        if n == 1 || IN_JOB.get() {
+        if self.shared.n_threads == 1 || IN_JOB.get() {
             f(0, 1);
             return;
         }
         let _in_job = InJob::enter();
         let _d = lock(&self.dispatch);
+        self.dispatch(f);
+    }
+
+    /// [`ThreadPool::run`]'s job on every thread; the caller holds
+    /// `self.dispatch` and is marked as inside a job.
+    fn dispatch<F: Fn(usize, usize) + Sync>(&self, f: F) {
         let s = &*self.shared;
+        let n = s.n_threads;
         let job: &Job<'_> = &f;
         // SAFETY: the reference is cleared and every worker is done with it
         // (pending == 0) before this function returns or unwinds.
@@ -186,12 +195,9 @@ impl ThreadPool {
     }
 }
 
-/// Shares a [`ThreadPool::run_chunks`] job is cut into at most; threads
-/// beyond this many start on a share another thread also starts on.
-const MAX_SHARES: usize = 64;
-
-/// A share's next unit, alone on its cache lines (a thread bumps its own
-/// cursor for every chunk; a neighbour's cursor must not share the line).
+/// A share's next unit in a [`ThreadPool::run_chunks`] job, alone on its
+/// cache lines (a thread bumps its own cursor for every chunk; a
+/// neighbour's cursor must not share the line).
 #[repr(align(128))]
 struct Cursor(AtomicUsize);
 
@@ -209,17 +215,21 @@ impl ThreadPool {
     pub fn run_chunks(&self, len: usize, align: usize, chunk: usize, f: impl Fn(Range<usize>) + Sync) {
         let align = align.max(1);
         let chunk = chunk.max(1).next_multiple_of(align);
-        let shares = self.n_threads().min(MAX_SHARES);
+        let shares = self.n_threads();
         if len == 0 {
             return;
         }
         if shares == 1 || IN_JOB.get() {
             return f(0..len);
         }
-        let cursors: [Cursor; MAX_SHARES] = std::array::from_fn(|_| Cursor(AtomicUsize::new(0)));
-        self.run(|i, _| {
+        let _in_job = InJob::enter();
+        let _d = lock(&self.dispatch);
+        // The pool's cursors are this job's while `dispatch` is held.
+        let cursors = &self.shared.cursors;
+        cursors.iter().for_each(|c| c.0.store(0, Relaxed));
+        self.dispatch(|i, _| {
             for k in 0..shares {
-                let s = (i % shares + k) % shares;
+                let s = (i + k) % shares;
                 let share = split_range(len, align, s, shares);
                 loop {
                     let at = cursors[s].0.fetch_add(chunk, Relaxed);
