@@ -24,10 +24,10 @@
 //! time depends on neither, and which dominates a small model's step on a
 //! CPU (SmolLM2-135M's 128-token prefill on two cores spends about a fifth
 //! of its time quantizing activations and an eighth in SiLU and RoPE, all on
-//! one thread, and a decode step meets its thread pool 241 times). It counts
-//! barriers (one thread-pool dispatch per matmul and per attention, as the
-//! decoder runs them), activation elements quantized to 8 bits before a
-//! quantized matmul, and elements through the other element-wise kernels
+//! one thread, and a decode step meets its thread pool 151 times). It counts
+//! barriers (one thread-pool dispatch per matmul job and per attention, as
+//! the decoder runs them), activation elements quantized to 8 bits before a
+//! quantized matmul job, and elements through the other element-wise kernels
 //! (norms, RoPE, SwiGLU / GELU, residual adds, KV writes). A planner turns
 //! them into time with a barrier latency and element rates measured on the
 //! machine (`memwall_perf::probe`); where a chip states none, they cost
@@ -213,19 +213,21 @@ impl SeqStep {
 /// per layer (barriers) and element counts that grow with the step's tokens
 /// but not with the parameter count.
 ///
-/// Counted as memwall's decoder runs a layer (`decoder.rs`): separate Q, K
-/// and V matmuls (llama.cpp's converter writes them split), one dispatch per
-/// matmul and one for attention, and every element-wise kernel on the
-/// calling thread between dispatches.
+/// Counted as memwall's decoder runs a layer (`decoder.rs`) on a CPU with
+/// the tile kernels: Q, K and V in one matmul job on one quantization of
+/// their input, gate and up likewise (`memwall_kernels::matmul::matmul_many`;
+/// without tiles they are separate jobs, 3 more per layer), one dispatch per
+/// job and one for attention, and every element-wise kernel on the calling
+/// thread between dispatches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Overhead {
-    /// Thread-pool dispatches, each ending in a barrier: per layer Q, K, V,
-    /// attention, attention output and the feed-forward matrices (8 with
-    /// SwiGLU, 7 with GELU); one more for the output projection.
+    /// Thread-pool dispatches, each ending in a barrier: per layer Q/K/V,
+    /// attention, attention output, gate/up (or up) and down, 5; one more
+    /// for the output projection.
     pub barriers: f64,
-    /// Activation elements quantized to 8 bits, one pass per matmul input
-    /// `[n_tokens, d_in]` (only for quantized weights; float weights take
-    /// the f32 activations as they are).
+    /// Activation elements quantized to 8 bits, one pass per matmul job's
+    /// input `[n_tokens, d_in]` (only for quantized weights; float weights
+    /// take the f32 activations as they are).
     pub quantized: f64,
     /// Elements through the other element-wise kernels, per token and layer:
     /// two norms and two residual adds (`4 · d_model`), RoPE over Q and K
@@ -349,14 +351,13 @@ impl CostModel {
         let c = &self.config;
         let (d, q, kv, ff, layers) =
             (c.d_model as f64, c.q_dim() as f64, c.kv_dim() as f64, c.d_ff as f64, c.n_layers as f64);
-        let ffn = ffn_matrices(c) as f64;
         let has_output = if logit_rows > 0.0 { 1.0 } else { 0.0 };
-        // Inputs of Q, K, V (d each), attention output (q_dim), gate and up
-        // (d each; GELU: up only) and down (d_ff).
-        let quantized_per_token = 3.0 * d + q + (ffn - 1.0) * d + ff;
+        // Inputs of the jobs Q/K/V (d), attention output (q_dim), gate/up
+        // (d; GELU: up) and down (d_ff).
+        let quantized_per_token = d + q + d + ff;
         let elementwise_per_token = 4.0 * d + q + kv + 2.0 * kv + ff;
         Overhead {
-            barriers: layers * (3.0 + 1.0 + 1.0 + ffn) + has_output,
+            barriers: layers * 5.0 + has_output,
             quantized: layers * n_tokens * quantized_per_token + logit_rows * d,
             elementwise: layers * n_tokens * elementwise_per_token + logit_rows * d,
         }
@@ -492,10 +493,10 @@ mod tests {
     #[test]
     fn decode_overhead_by_hand() {
         let o = tiny_model().step(&[SeqStep::decode(3)]).overhead;
-        // 2 layers · (q, k, v, attention, output, gate, up, down) + logits
-        assert_eq!(o.barriers, 17.0);
-        // 2 · (3 · 8 + 8 + 2 · 8 + 16) + final row 8
-        assert_eq!(o.quantized, 136.0);
+        // 2 layers · (q/k/v, attention, output, gate/up, down) + logits
+        assert_eq!(o.barriers, 11.0);
+        // 2 · (8 + 8 + 8 + 16) + final row 8
+        assert_eq!(o.quantized, 88.0);
         // 2 · (4 · 8 + 8 + 4 + 2 · 4 + 16) + final norm 8
         assert_eq!(o.elementwise, 144.0);
         assert_eq!(tiny_model().step(&[]).overhead, Overhead::default());
@@ -513,16 +514,16 @@ mod tests {
         let deep = at(ModelConfig { n_layers: 4, ..tiny() }, 4);
         assert_eq!(wide.barriers, base.barriers);
         assert_eq!(at(tiny(), 64).barriers, base.barriers);
-        // 8 per layer, 1 for the output projection
+        // 5 per layer, 1 for the output projection
         assert_eq!(deep.barriers - 1.0, 2.0 * (base.barriers - 1.0));
         // Element counts grow with tokens and width, not with a fixed term.
         let long = at(tiny(), 8);
         assert_eq!(long.quantized - 8.0, 2.0 * (base.quantized - 8.0));
         assert_eq!(long.elementwise - 8.0, 2.0 * (base.elementwise - 8.0));
         assert!(wide.elementwise > 5.0 * base.elementwise);
-        // GELU blocks have one matrix fewer.
+        // GELU blocks have one matrix fewer but as many jobs (up; down).
         let gelu = at(ModelConfig { arch: crate::config::Arch::Gpt2, ..tiny() }, 4);
-        assert_eq!(gelu.barriers, base.barriers - 2.0);
+        assert_eq!(gelu.barriers, base.barriers);
     }
 
     #[test]
