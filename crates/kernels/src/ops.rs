@@ -120,11 +120,6 @@ fn silu1(v: f32) -> f32 {
     v / (1.0 + crate::exp::exp(-v))
 }
 
-/// In place `x = x * sigmoid(x)`. `x`: `[n]`.
-pub fn silu(x: &mut [f32]) {
-    silu_mul_with(Isa::detect(), x, None)
-}
-
 /// In place `x = silu(x) * up` (`up: None`: plain SiLU), on the detected
 /// instruction set. `x`, `up`: `[n]`.
 pub fn silu_mul(x: &mut [f32], up: Option<&[f32]>) {
@@ -308,7 +303,7 @@ mod tests {
     #[test]
     fn activations_match_definitions() {
         let mut x = [-2.0f32, 0.0, 1.5];
-        silu(&mut x);
+        silu_mul(&mut x, None);
         assert!((x[0] - (-2.0 / (1.0 + 2f32.exp()))).abs() < 1e-7 && x[1] == 0.0);
         let mut g = [1.0f32, -1.0, 0.0];
         gelu(&mut g);

@@ -181,9 +181,7 @@ unsafe fn dot_q6_k(w: &[u8], x: &Q8Row) -> f32 {
             for (k, qw) in blocks.into_iter().enumerate() {
                 let j = 4 * half + k;
                 let (s0, s1) = (scales[2 * j] as i8 as i16, scales[2 * j + 1] as i8 as i16);
-                let sc = _mm256_setr_m128i(_mm_set1_epi16(s0), _mm_set1_epi16(s1));
-                let qx = _mm256_loadu_si256(x.qs.as_ptr().add(sb * QK_K + j * QK) as *const __m256i);
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(qw, qx), sc));
+                sumi = _mm256_add_epi32(sumi, scaled_dot(qw, qx32(x, sb, j), s0, s1));
             }
         }
         let dx = *x.d.get_unchecked(sb);

@@ -301,17 +301,33 @@ fn fused_tiles(pool: &ThreadPool, ws: &[MatRef], x: &[f32], ys: &mut [&mut [f32]
         assert_eq!(y.len(), n_tokens * w.rows, "y is not [{n_tokens}, {}]", w.rows);
     }
     let mats: Vec<(MatRef, SharedOut)> = ws.iter().copied().zip(ys.iter_mut().map(|y| SharedOut::new(y))).collect();
+    run_quant_tiles(pool, &mats, &kernels, x, n_tokens);
+    true
+}
+
+/// Quantized tiles (AVX-512) of one or more matrices that read the same
+/// `x` (`[n_tokens, cols]`, equal `cols`, all taking the activations
+/// `mats[0]` takes): `x` quantized once, `kernels[m]` on matrix `m`'s tiles
+/// ([`run_tiled`]).
+#[cfg(target_arch = "x86_64")]
+fn run_quant_tiles(
+    pool: &ThreadPool,
+    mats: &[(MatRef, SharedOut<'_>)],
+    kernels: &[avx512_tiles::TileDot],
+    x: &[f32],
+    n_tokens: usize,
+) {
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
-        s.quantize(pool, first, x);
+        s.quantize(pool, &mats[0].0, x);
+        // Token rows are built once per call, not per tile.
         let xs: Vec<Q8Row> = (0..n_tokens).map(|t| s.token(t)).collect();
-        run_tiled(pool, &mats, n_tokens, |m, tile, t0, o| {
-            // SAFETY: Avx512 is available; every matrix's tiles have the
-            // token rows' block count (equal cols) and gsum is filled.
+        run_tiled(pool, mats, n_tokens, |m, tile, t0, o| {
+            // SAFETY: the caller found Avx512 available; every matrix's
+            // tiles have the token rows' block count and gsum is filled.
             unsafe { kernels[m](tile, &xs[t0..t0 + o.len()], o) }
         });
     });
-    true
 }
 
 /// Quantized activations of one call, reused across calls: the fields of
@@ -461,16 +477,7 @@ pub fn matmul_with(isa: Isa, pool: &ThreadPool, w: &MatRef, x: &[f32], y: &mut [
                 });
             }
             if let Some(kernel) = avx512_tiles::tile_kernel(w.dtype) {
-                return SCRATCH.with(|s| {
-                    let mut s = s.borrow_mut();
-                    s.quantize(pool, w, x);
-                    let xs: Vec<Q8Row> = (0..n_tokens).map(|t| s.token(t)).collect();
-                    run_tiled(pool, &[(*w, SharedOut::new(y))], n_tokens, |_, tile, t0, o| {
-                        // SAFETY: Avx512 is available; tile and token rows
-                        // have matching block counts; gsum is filled.
-                        unsafe { kernel(tile, &xs[t0..t0 + o.len()], o) }
-                    });
-                });
+                return run_quant_tiles(pool, &[(*w, SharedOut::new(y))], &[kernel], x, n_tokens);
             }
         }
         // No tile kernel for this variant (tests, other CPUs): back to rows.
