@@ -30,6 +30,10 @@ TOOLS="${MEMWALL_TOOLS:-.cache/tools}"
 if [ ! -x "$TOOLS/bin/cargo-deny" ]; then
     cargo install --locked --root "$TOOLS" --version 0.20.2 cargo-deny
 fi
+# cargo-deny reads `cargo metadata` of every platform, so crates that only
+# other platforms (or the fuzz targets) use must be in the local registry:
+# `cargo fetch` downloads them for all targets (a fresh machine has none).
+cargo fetch --locked
 "$TOOLS/bin/cargo-deny" --offline --locked check licenses bans sources
 
 step "cargo test"
