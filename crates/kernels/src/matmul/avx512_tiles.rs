@@ -22,8 +22,7 @@
 //! eight accumulators in memory: 25-40% slower.)
 //! The k-quant tiles (`ktile_n`) take Q8_K activations and run
 //! `reference::dot_kquant`'s operations the same way, per super-block.
-//! Each tile block is prefetched into L2 [`PREFETCH_BYTES`] ahead and into
-//! L1 [`L1_PREFETCH_BYTES`] ahead.
+//! Each tile block is prefetched ahead as this CPU's [`Prefetch`] plan says.
 
 use super::packed::KTile;
 use super::PREFETCH_BYTES;
@@ -31,6 +30,7 @@ use crate::dtype::DType;
 use crate::kquant::QK_K;
 use crate::quant::{Q8Row, QK};
 use std::arch::x86_64::*;
+use std::sync::OnceLock;
 
 /// Tokens per call: `acc` for 8 tokens plus 8 weight registers fit the 32
 /// vector registers.
@@ -95,11 +95,12 @@ unsafe fn ftile_n<const E: u8, const N: usize>(tile: &[u8], xs: &[&[f32]; N], ou
     }
     let mut acc = [_mm512_setzero_ps(); N];
     let tp = tile.as_ptr();
+    let pf = Prefetch::get();
     for c in 0..cols {
         // SAFETY (reads below): column c is inside `tile` and every x[t].
         let p = tp.add(c * tb);
         if (c * tb).is_multiple_of(64) {
-            prefetch_ahead(p, 64);
+            pf.ahead(p, 64);
         }
         let w = match E {
             F32 => _mm512_loadu_ps(p as *const f32),
@@ -177,30 +178,81 @@ unsafe fn ktiles<const HB: usize, const OFF: i32, const MIN: bool>(tile: &[u8], 
     by_tokens!(ktile_n(HB, OFF, MIN)(tile, xs, out))
 }
 
-/// How far ahead the tile kernels also prefetch into L1 (T0): the lines
-/// [`PREFETCH_BYTES`] ahead are on their way into L2; these, already there
-/// or close, are pulled on into L1 before the kernel loads them, so its
-/// loads stop waiting on L2. Measured (`examples/stream_bench.rs`, 300 MB on
-/// 2 MiB pages, one token; GB/s at 1 / 2 threads, L2 only → L2 + L1 at
-/// 1536 B): Q4_0 14.8 / 30.8 → 16.5 / 32.9, Q8_0 14.8 / 32.1 → 17.1 / 33.9,
-/// Q4_K 13.1 / 28.0 → 15.2 / 31.1, Q6_K 13.5 / 29.1 → 16.0 / 32.6; 1024 and
-/// 2048 B measured within noise of it, 6144 B ahead in L2 worse. TinyLlama
-/// Q4_K_M decode at 2 threads went from 38.3 to 43.1 tokens/s, Q4_0 from 44.4
-/// to 47.5.
-const L1_PREFETCH_BYTES: usize = 1536;
+/// Where the tile kernels prefetch weight bytes, chosen once per CPU
+/// ([`Prefetch::get`]): `t1` bytes ahead with `PREFETCHT1`, `t0` bytes
+/// ahead with `PREFETCHT0` (0: not at all). Measured with
+/// `examples/stream_bench.rs` (300 MB on 2 MiB pages, one token, GB/s):
+///
+/// - **Intel** (Xeon family 6 model 167, the project's earlier VM): T1
+///   [`PREFETCH_BYTES`] (4 KiB) ahead into L2, then T0 1536 B ahead pulls
+///   the lines on into L1 so the loads stop waiting on L2. At 1 / 2
+///   threads, L2 only → L2 + L1: Q4_0 14.8 / 30.8 → 16.5 / 32.9, Q8_0
+///   14.8 / 32.1 → 17.1 / 33.9, Q4_K 13.1 / 28.0 → 15.2 / 31.1, Q6_K 13.5
+///   / 29.1 → 16.0 / 32.6 (1024 and 2048 B within noise; a T0 alone 4 KiB
+///   ahead held the core's few L1 fill buffers a whole memory latency:
+///   ~10.5).
+/// - **AMD** (EPYC family 26, Zen 5, this project's VM since December):
+///   the Intel plan issues two prefetches per line and read 33.5 / 36.6 /
+///   32.2 / 33.4 (Q4_0 / Q8_0 / Q4_K / Q6_K, one thread; a plain read
+///   39-40); one T0 8 KiB ahead reads 37.7-39.3 / 37.4-39.2 / 37.5-40.4 /
+///   36.3-39.0 (T0 6 KiB within noise of it, T1 alone 4-8 KiB lower for
+///   Q8_0 and Q6_K, 12 KiB worse everywhere). At 2 threads the host's
+///   bandwidth itself moves between ~45 and ~80 GB/s; in its fast phases
+///   this plan read 73-83, the Intel one 59-75.
+///
+/// `MEMWALL_PREFETCH=T1,T0` (bytes, e.g. `4096,1536`) overrides the plan,
+/// for tuning on a new CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Prefetch {
+    t1: usize,
+    t0: usize,
+}
 
-/// Prefetches the `bytes` bytes at `p` [`PREFETCH_BYTES`] ahead into L2 and
-/// [`L1_PREFETCH_BYTES`] ahead into L1.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn prefetch_ahead(p: *const u8, bytes: usize) {
-    let mut l = 0;
-    while l < bytes {
-        // Prefetching never faults, whatever the address.
-        _mm_prefetch(p.wrapping_add(PREFETCH_BYTES + l) as *const i8, _MM_HINT_T1);
-        _mm_prefetch(p.wrapping_add(L1_PREFETCH_BYTES + l) as *const i8, _MM_HINT_T0);
-        l += 64;
+impl Prefetch {
+    const INTEL: Prefetch = Prefetch { t1: PREFETCH_BYTES, t0: 1536 };
+    const AMD: Prefetch = Prefetch { t1: 0, t0: 8192 };
+
+    /// This CPU's plan, decided once.
+    pub(super) fn get() -> Prefetch {
+        static PLAN: OnceLock<Prefetch> = OnceLock::new();
+        *PLAN.get_or_init(|| {
+            let env = std::env::var("MEMWALL_PREFETCH").ok();
+            env.as_deref().and_then(Prefetch::parse).unwrap_or_else(|| match is_amd() {
+                true => Prefetch::AMD,
+                false => Prefetch::INTEL,
+            })
+        })
     }
+
+    /// `"T1,T0"` in bytes; `None` unless both parse.
+    fn parse(s: &str) -> Option<Prefetch> {
+        let (t1, t0) = s.split_once(',')?;
+        Some(Prefetch { t1: t1.trim().parse().ok()?, t0: t0.trim().parse().ok()? })
+    }
+
+    /// Prefetches the `bytes` bytes at `p` `t1` bytes ahead with T1 and
+    /// `t0` bytes ahead with T0.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    fn ahead(self, p: *const u8, bytes: usize) {
+        let mut l = 0;
+        while l < bytes {
+            // Prefetching never faults, whatever the address.
+            if self.t1 != 0 {
+                _mm_prefetch(p.wrapping_add(self.t1 + l) as *const i8, _MM_HINT_T1);
+            }
+            if self.t0 != 0 {
+                _mm_prefetch(p.wrapping_add(self.t0 + l) as *const i8, _MM_HINT_T0);
+            }
+            l += 64;
+        }
+    }
+}
+
+/// Whether the CPU's vendor string is AMD's (`CPUID` leaf 0).
+fn is_amd() -> bool {
+    let r = __cpuid(0);
+    [r.ebx, r.edx, r.ecx].map(u32::to_le_bytes).concat() == b"AuthenticAMD"
 }
 
 /// Sixteen rows' `u = q + off` of one 32-element sub-block (`q`: its quants,
@@ -278,6 +330,7 @@ unsafe fn ktile_n<const HB: usize, const OFF: i32, const MIN: bool, const N: usi
     let zf = _mm512_setzero_ps();
     let mut acc = [zf; N];
     let tp = tile.as_ptr();
+    let pf = Prefetch::get();
     for sb in 0..nsb {
         // SAFETY (reads below): super-block sb is inside `tile`, and its
         // activations inside each `xs[t]` (lengths checked above).
@@ -294,7 +347,7 @@ unsafe fn ktile_n<const HB: usize, const OFF: i32, const MIN: bool, const N: usi
             // and Q6_K from 12.6 to 13.5 (`examples/stream_bench.rs`, 300 MB;
             // Q4_0 runs 14.8-15.5 there).
             let (l0, l1) = (c * tsb / 8 / 64, ((c + 1) * tsb / 8).div_ceil(64));
-            prefetch_ahead(p.wrapping_add(64 * l0), 64 * (l1 - l0));
+            pf.ahead(p.wrapping_add(64 * l0), 64 * (l1 - l0));
             let w = kquants::<HB>(p.add(kt.header() + c * kt.sub()));
             let (sc0, sc1) = if MIN { (scales(c), zf) } else { (scales(2 * c), scales(2 * c + 1)) };
             each_token!(N, t => {
@@ -373,11 +426,12 @@ unsafe fn tile_n<const F: u8, const N: usize>(tile: &[u8], xs: &[Q8Row; N], out:
     let zero = _mm512_setzero_si512();
     let mut acc = [_mm512_setzero_ps(); N];
     let tp = tile.as_ptr();
+    let pf = Prefetch::get();
     for b in 0..nb {
         // SAFETY (reads below): tile block b is inside `tile` and token
         // block b inside each `xs[t]` (lengths checked above).
         let p = tp.add(b * tb);
-        prefetch_ahead(p, tb);
+        pf.ahead(p, tb);
         let dw = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
         let mw = if F == Q4_1 { _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i)) } else { dw };
         let q = p.add(header);
@@ -412,5 +466,19 @@ unsafe fn tile_n<const F: u8, const N: usize>(tile: &[u8], xs: &[Q8Row; N], out:
     }
     for t in 0..N {
         _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Prefetch;
+
+    #[test]
+    fn prefetch_override_parses_two_byte_counts() {
+        assert_eq!(Prefetch::parse("4096,1536"), Some(Prefetch::INTEL));
+        assert_eq!(Prefetch::parse(" 0 , 8192"), Some(Prefetch::AMD));
+        for bad in ["", "4096", "4096;1536", "a,1", "1,-2"] {
+            assert_eq!(Prefetch::parse(bad), None, "{bad:?}");
+        }
     }
 }

@@ -71,23 +71,16 @@ pub mod reference;
 pub use huge_buffer::HugeBuffer;
 pub use packed::{PackedMat, TILE_ROWS};
 
-/// How far ahead of the block being multiplied the quantized kernels
-/// prefetch weight bytes (`_mm_prefetch`: T0 in the row kernels, T1 into L2
-/// in the tile kernels).
+/// How far ahead of the block being multiplied the quantized row kernels
+/// prefetch weight bytes (T0), and the tile kernels on Intel CPUs (T1,
+/// into L2; `avx512_tiles::Prefetch` holds each CPU's plan and why).
 ///
-/// The tile kernels prefetch into L2 this far ahead: a T0 prefetch this far
-/// holds one of the core's few L1 fill buffers for a whole memory latency,
-/// which capped one thread's weight stream at ~10.5 GB/s; T1 lets it reach
-/// 14.2-14.9 GB/s (`examples/stream_bench.rs`, 300 MB of tiled Q4_0 / Q8_0 /
-/// Q4_1 on 2 MiB pages, one token, one thread; 8 KiB ahead measured the same
-/// as 4 KiB). A second, short T0 prefetch then pulls lines from L2 into L1
-/// (`avx512_tiles::L1_PREFETCH_BYTES`: 15-17 GB/s).
-///
-/// Measured on this 2-core Xeon VM (`examples/stream_bench.rs`, 300 MB of
-/// Q4_0 weights, one token, one thread): no prefetch 2.3 GB/s, 512 B 2.5,
-/// 2 KiB 3.7, 4 KiB and more 4.5–6 GB/s. The hardware prefetchers stop at
-/// every 4 KiB page and a page walk under nested paging is slow, so
-/// without a software prefetch about a page ahead each page starts cold.
+/// Measured on the project's earlier 2-core Xeon VM (`examples/stream_bench.rs`,
+/// 300 MB of Q4_0 weights, one token, one thread): no prefetch 2.3 GB/s,
+/// 512 B 2.5, 2 KiB 3.7, 4 KiB and more 4.5–6 GB/s. The hardware
+/// prefetchers stop at every 4 KiB page and a page walk under nested
+/// paging is slow, so without a software prefetch about a page ahead each
+/// page starts cold.
 pub(crate) const PREFETCH_BYTES: usize = 4096;
 
 static REPACK: AtomicBool = AtomicBool::new(true);
