@@ -19,6 +19,9 @@ ratio is against the better of llama.cpp's two configurations.
 MBU for both engines comes from memwall's cost model (`memwall bench
 --cost-only`: bytes moved per token for the file and test) divided by the
 streaming-read bandwidth the probe measured at the same thread count.
+memwall's live MBU (its `mbu_live`) is against the bandwidth it sampled
+while each of its runs ran (a shared host's bandwidth moves with its
+neighbours; llama-bench cannot be sampled inside, so it has no such column).
 
 Files memwall cannot run (for example k-quants before the kernels support
 them) show "unsupported" in memwall's columns instead of failing the run.
@@ -89,7 +92,8 @@ def memwall_bench(args, path, test, threads):
     if not rows:
         return {"status": "failed", "error": "no output"}
     r = rows[0]
-    return {"status": "ok", "tokens_per_s": r["tokens_per_s"], "mbu": r.get("mbu"), "raw": r}
+    return {"status": "ok", "tokens_per_s": r["tokens_per_s"], "mbu": r.get("mbu"),
+            "mbu_live": r.get("mbu_live"), "bandwidth_live": r.get("bandwidth_live"), "raw": r}
 
 
 def costs(args, path):
@@ -123,6 +127,13 @@ def mbu(test, r):
 
 def fmt_pct(x):
     return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def fmt_live(test, r):
+    """memwall's live MBU of a decode test and the bandwidth it sampled."""
+    if not test.startswith("tg") or r.get("mbu_live") is None or r.get("bandwidth_live") is None:
+        return "-"
+    return f"{100 * r['mbu_live']:.0f}% ({r['bandwidth_live'] / 1e9:.1f})"
 
 
 def main():
@@ -181,12 +192,12 @@ def main():
 
 def table(args, probe, rows, started):
     lines = ["| file | test | threads | llama.cpp t/s | llama.cpp --repack 0 | memwall t/s "
-             "| memwall / best llama.cpp | MBU llama.cpp (best) | MBU memwall |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| memwall / best llama.cpp | MBU llama.cpp (best) | MBU memwall | live MBU memwall (GB/s) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, test, t, lc, lc_plain, best, mw, ratio in rows:
         lines.append(f"| {name} | {test} | {t} | {fmt_ts(lc)} | {fmt_ts(lc_plain)} | {fmt_ts(mw)} | "
                      f"{'-' if ratio is None else f'**{ratio:.2f}×**'} | {fmt_pct(mbu(test, best))} "
-                     f"| {fmt_pct(mbu(test, mw))} |")
+                     f"| {fmt_pct(mbu(test, mw))} | {fmt_live(test, mw)} |")
     lines.append("")
     lines.append(f"Median of {args.reps} runs each; MBU against the probe's streaming-read bandwidth "
                  + ", ".join(f"{c['bandwidth'] / 1e9:.1f} GB/s at {c['threads']} thread(s)" for c in probe["by_threads"])

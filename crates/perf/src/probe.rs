@@ -123,23 +123,42 @@ pub fn cpu_name() -> String {
 /// ([`memwall_kernels::matmul::HugeBuffer`]): on 4 KiB pages every page
 /// costs a TLB miss under nested paging and restarts the hardware
 /// prefetchers, and this very loop read 16.4 / 31.5 GB/s at 1 / 2 threads
-/// on this project's 2-core VM against 19.3 / 36-38 on huge pages — a
+/// on the project's earlier Xeon VM against 19.3 / 36-38 on huge pages — a
 /// ceiling the tile kernels (33-35 GB/s at 2 threads, `stream_bench`)
 /// would have passed. A reader with the kernels' software prefetches read
-/// 17.5-18.2 / 34 here, slower than the plain loop.
+/// 17.5-18.2 / 34 there, slower than the plain loop.
 pub fn bandwidth(pool: &ThreadPool, bytes: usize, passes: usize) -> f64 {
-    let mut buf = memwall_kernels::matmul::HugeBuffer::zeroed(bytes / 8 * 8);
-    for (i, w) in buf.as_mut_slice().chunks_exact_mut(8).enumerate() {
-        w.copy_from_slice(&(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+    let reader = StreamRead::new(bytes);
+    reader.pass(pool);
+    (0..passes).map(|_| reader.pass(pool)).fold(0.0, f64::max)
+}
+
+/// A buffer far larger than the caches that the threads of a pool read
+/// through, each its own contiguous share (the access pattern of a matmul
+/// streaming weight rows): one [`StreamRead::pass`] is one bandwidth sample.
+pub struct StreamRead {
+    buf: memwall_kernels::matmul::HugeBuffer,
+}
+
+impl StreamRead {
+    /// A reader of `bytes` (rounded down to whole 8-byte words), filled with
+    /// non-zero data.
+    pub fn new(bytes: usize) -> StreamRead {
+        let mut buf = memwall_kernels::matmul::HugeBuffer::zeroed(bytes / 8 * 8);
+        for (i, w) in buf.as_mut_slice().chunks_exact_mut(8).enumerate() {
+            w.copy_from_slice(&(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+        }
+        StreamRead { buf }
     }
-    // SAFETY: every bit pattern is a valid u64; the buffer is 2 MiB aligned, so
-    // the prefix is empty and the words are all of it.
-    let (_, words, _) = unsafe { buf.as_slice().align_to::<u64>() };
-    let n_words = words.len();
-    let mut best = 0.0f64;
-    for pass in 0..=passes {
-        let start = Instant::now();
+
+    /// Reads the whole buffer once with every thread of `pool`; bytes/s.
+    pub fn pass(&self, pool: &ThreadPool) -> f64 {
+        // SAFETY: every bit pattern is a valid u64; the buffer is 2 MiB
+        // aligned, so the prefix is empty and the words are all of it.
+        let (_, words, _) = unsafe { self.buf.as_slice().align_to::<u64>() };
+        let n_words = words.len();
         let sums: Vec<std::sync::atomic::AtomicU64> = (0..pool.n_threads()).map(|_| Default::default()).collect();
+        let start = Instant::now();
         pool.run(|i, n| {
             let chunk = n_words.div_ceil(n);
             let part = &words[(i * chunk).min(n_words)..((i + 1) * chunk).min(n_words)];
@@ -147,11 +166,8 @@ pub fn bandwidth(pool: &ThreadPool, bytes: usize, passes: usize) -> f64 {
         });
         let secs = start.elapsed().as_secs_f64();
         std::hint::black_box(&sums);
-        if pass > 0 {
-            best = best.max((n_words * 8) as f64 / secs);
-        }
+        (n_words * 8) as f64 / secs
     }
-    best
 }
 
 /// Sum of `x`, with 256-bit loads when the CPU has AVX2 (a baseline x86-64

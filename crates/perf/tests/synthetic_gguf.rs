@@ -7,6 +7,7 @@ use memwall_model::config::Arch;
 use memwall_model::cost::{CostModel, WeightBytes};
 use memwall_perf::bench::{summarize, time_test, Test};
 use memwall_perf::probe::Ceilings;
+use memwall_perf::probe::StreamRead;
 use memwall_perf::synthetic::{write_gguf, Shape, SyntheticSpec};
 use std::path::PathBuf;
 
@@ -75,12 +76,20 @@ fn memwall_loads_and_benchmarks_the_file() {
         let cost = CostModel::new(shape.config(), WeightBytes::uniform(&shape.config(), dtype), 4.0);
         let ceilings =
             Ceilings { threads: 2, bandwidth: 1e10, f32_flops: 1e11, int8_flops: 2e11, ..Default::default() };
+        // A small live sampler: this test checks the plumbing, not the numbers.
+        let live = StreamRead::new(4 << 20);
         for test in [Test::Prompt(8), Test::Gen(3)] {
-            let times = time_test(&loaded.model, &pool, test, 2, 1, &mut || {}).expect("runs");
-            assert_eq!(times.len(), 2);
-            let r = summarize(test, 2, &times, &cost, dtype.is_quantized(), Some(&ceilings));
+            let runs = time_test(&loaded.model, &pool, test, 2, 1, Some(&live), &mut || {}).expect("runs");
+            assert_eq!(runs.len(), 2);
+            assert!(runs.iter().all(|r| r.bandwidth.is_some_and(|b| b > 0.0)), "{runs:?}");
+            let r = summarize(test, 2, &runs, &cost, dtype.is_quantized(), Some(&ceilings));
             assert!(r.tokens_per_s > 0.0 && r.mbu.is_some_and(|m| m > 0.0), "{r:?}");
+            assert!(r.mbu_live.is_some_and(|m| m > 0.0) && r.bandwidth_live.is_some(), "{r:?}");
             assert_eq!(r.test, test.name());
+            // Without a sampler: no live numbers.
+            let runs = time_test(&loaded.model, &pool, test, 1, 1, None, &mut || {}).expect("runs");
+            let r = summarize(test, 2, &runs, &cost, dtype.is_quantized(), Some(&ceilings));
+            assert!(r.mbu_live.is_none() && r.bandwidth_live.is_none(), "{r:?}");
         }
         std::fs::remove_file(path).ok();
     }

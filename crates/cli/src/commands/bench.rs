@@ -9,7 +9,8 @@
 //! For every thread count, runs `pp N` (prefill of N tokens in one step) and
 //! `tg N` (N decode steps) `r` times and reports the median tokens/s, TTFT or
 //! TPOT, and MBU / MFU against the ceilings the probe measured on this
-//! machine at the same thread count. The library side is
+//! machine at the same thread count, plus the live MBU against the
+//! bandwidth sampled while each test ran. The library side is
 //! [`memwall_perf::bench`]; this file parses flags and prints.
 
 use crate::default_model;
@@ -19,8 +20,9 @@ use memwall_formats::gguf::GgufFile;
 use memwall_kernels::{DType, ThreadPool};
 use memwall_model::cost::{CostModel, WeightBytes};
 use memwall_model::{LoadedModel, ModelConfig};
-use memwall_perf::bench::{summarize, time_test, BenchResult, Test};
+use memwall_perf::bench::{summarize, time_test, BenchResult, Test, LIVE_BYTES};
 use memwall_perf::probe::Probe;
+use memwall_perf::probe::StreamRead;
 use memwall_perf::synthetic::{write_gguf, SyntheticSpec};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -52,6 +54,12 @@ pub struct Args {
     /// Skip the probe: no MBU / MFU.
     #[arg(long, conflicts_with_all = ["probe", "probe_file"])]
     no_probe: bool,
+    /// Do not sample the memory bandwidth while the tests run (no live MBU).
+    /// By default a tg test reads 256 MiB with every thread every 16 steps,
+    /// outside its timed steps, and reports its MBU against what the machine
+    /// gave at that moment (a shared host's bandwidth moves with its neighbours).
+    #[arg(long)]
+    no_live: bool,
     /// Prompt lengths to prefill, comma-separated (0: no pp test).
     #[arg(long, short = 'p', value_name = "N,..", value_delimiter = ',', default_value = "512")]
     n_prompt: Vec<usize>,
@@ -210,6 +218,7 @@ fn bench_file(args: &Args, path: &Path, threads: &[usize]) -> Result<()> {
             .expect("valid template")
             .progress_chars("=> "),
     );
+    let live = (!args.no_live).then(|| StreamRead::new(LIVE_BYTES));
     let mut results = Vec::new();
     let mut stdout = std::io::stdout().lock();
     if !args.json {
@@ -219,10 +228,10 @@ fn bench_file(args: &Args, path: &Path, threads: &[usize]) -> Result<()> {
         let pool = ThreadPool::new(t);
         for &test in &tests {
             bar.set_message(format!("{} × {t} thread(s)", test.name()));
-            let times = time_test(&loaded.model, &pool, test, reps, args.seed, &mut || bar.inc(1))
+            let runs = time_test(&loaded.model, &pool, test, reps, args.seed, live.as_ref(), &mut || bar.inc(1))
                 .with_context(|| format!("{} failed", test.name()))?;
             let ceilings = probe.as_ref().and_then(|p| p.at(t));
-            let r = summarize(test, t, &times, &subject.cost, subject.quantized, ceilings);
+            let r = summarize(test, t, &runs, &subject.cost, subject.quantized, ceilings);
             bar.suspend(|| print_result(&mut stdout, &subject, &r, args.json))?;
             results.push(r);
         }
@@ -372,11 +381,11 @@ fn print_probe(p: &Probe, json: bool) -> Result<()> {
 fn print_header(out: &mut impl Write) -> Result<()> {
     writeln!(
         out,
-        "| model                          |       size |     params | threads |   test |              t/s |  TTFT/TPOT ms |   MBU |   MFU |"
+        "| model                          |       size |     params | threads |   test |              t/s |  TTFT/TPOT ms |   MBU | live MBU (GB/s) |   MFU |"
     )?;
     writeln!(
         out,
-        "| ------------------------------ | ---------: | ---------: | ------: | -----: | ---------------: | ------------: | ----: | ----: |"
+        "| ------------------------------ | ---------: | ---------: | ------: | -----: | ---------------: | ------------: | ----: | --------------: | ----: |"
     )?;
     Ok(())
 }
@@ -395,9 +404,13 @@ fn print_result(out: &mut impl Write, s: &Subject, r: &BenchResult, json: bool) 
     }
     let pct = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |x| format!("{:.1}%", x * 100.0));
     let ms = r.ttft_ms.or(r.tpot_ms).map_or_else(|| "-".to_string(), |m| format!("{m:.2}"));
+    let live = match (r.mbu_live, r.bandwidth_live) {
+        (Some(m), Some(bw)) => format!("{:.1}% ({:.1})", m * 100.0, bw / 1e9),
+        _ => "-".to_string(),
+    };
     writeln!(
         out,
-        "| {:<30} | {:>6.2} GiB | {:>8.2} B | {:>7} | {:>6} | {:>8.2} ± {:>5.2} | {:>13} | {:>5} | {:>5} |",
+        "| {:<30} | {:>6.2} GiB | {:>8.2} B | {:>7} | {:>6} | {:>8.2} ± {:>5.2} | {:>13} | {:>5} | {:>15} | {:>5} |",
         s.name,
         s.size_bytes as f64 / (1u64 << 30) as f64,
         s.params as f64 / 1e9,
@@ -407,6 +420,7 @@ fn print_result(out: &mut impl Write, s: &Subject, r: &BenchResult, json: bool) 
         r.tokens_per_s_stddev,
         ms,
         pct(r.mbu),
+        live,
         pct(r.mfu),
     )?;
     Ok(())

@@ -144,8 +144,8 @@ fn validate_file(
                 attention_flops: probe::attention_flops(pool, &config, 5),
             };
             let hw = base.with_probe(&ceilings, "");
-            let t = time_test(&loaded.model, pool, test, 1, s.seed + rep as u64, &mut || {})?;
-            measured.push(t[0].as_secs_f64() * 1e3 / per_token);
+            let t = time_test(&loaded.model, pool, test, 1, s.seed + rep as u64, None, &mut || {})?;
+            measured.push(t[0].time.as_secs_f64() * 1e3 / per_token);
             let p = predict(&cost, &hw, &weights, test);
             predicted.push(p.time_s * 1e3);
             overheads.push((p.attention_s + p.elementwise_s + p.sync_s) * 1e3);
