@@ -17,7 +17,7 @@ fn main() {
     let cols = 2048;
     let only: Option<DType> =
         std::env::args().nth(3).and_then(|a| DType::EVERY.into_iter().find(|t| t.name().eq_ignore_ascii_case(&a)));
-    let types = [DType::Q4_0, DType::Q8_0, DType::Q4_1, DType::Q4_K, DType::Q6_K];
+    let types = [DType::Q4_0, DType::Q8_0, DType::Q4_1, DType::Q4_K, DType::Q6_K, DType::F16];
     for dtype in types.into_iter().filter(|d| only.is_none_or(|o| o == *d)) {
         let rb = dtype.row_bytes(cols).unwrap();
         let rows = mb * 1_000_000 / rb;
@@ -39,10 +39,11 @@ fn main() {
             let scales: &[usize] = match dtype {
                 DType::Q4_1 | DType::Q4_K => &[0, 2],
                 DType::Q6_K => &[208],
+                // F16: every weight a small normal number.
                 _ => &[0],
             };
             for &at in scales {
-                b[at] = 0;
+                b[at] = if dtype == DType::F16 { (i * 31) as u8 } else { 0 };
                 b[at + 1] = 0x2c;
             }
         }

@@ -80,9 +80,10 @@ unsafe fn ftiles<const E: u8>(tile: &[u8], xs: &[&[f32]], out: &mut [[f32; 16]])
 }
 
 /// Float tiles: per column `c` one load of the 16 rows' weights (converted
-/// to f32), then for each token `acc_t = fma(w, x_t[c], acc_t)`: lane `j`
-/// runs `reference::dot_f32` / `dot_f16` / `dot_bf16` on row `j` exactly
-/// (one fused multiply-add per column, in column order).
+/// to f32), then for each token `acc_t[c % 2] = fma(w, x_t[c], acc_t[c % 2])`
+/// and at the end `acc_t[0] + acc_t[1]`: lane `j` runs `reference::dot_f32`
+/// / `dot_f16` / `dot_bf16` on row `j` exactly (two chains, so one token
+/// does not wait out the FMA latency at every column).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 unsafe fn ftile_n<const E: u8, const N: usize>(tile: &[u8], xs: &[&[f32]; N], out: &mut [[f32; 16]; N]) {
@@ -93,28 +94,35 @@ unsafe fn ftile_n<const E: u8, const N: usize>(tile: &[u8], xs: &[&[f32]; N], ou
     for x in xs {
         assert!(x.len() == cols);
     }
-    let mut acc = [_mm512_setzero_ps(); N];
+    let column = |p: *const u8| match E {
+        F32 => _mm512_loadu_ps(p as *const f32),
+        F16 => _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)),
+        _ => {
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p as *const __m256i))))
+        }
+    };
+    let mut even = [_mm512_setzero_ps(); N];
+    let mut odd = [_mm512_setzero_ps(); N];
     let tp = tile.as_ptr();
     let pf = Prefetch::get();
-    for c in 0..cols {
-        // SAFETY (reads below): column c is inside `tile` and every x[t].
+    for c in (0..cols).step_by(2) {
+        // SAFETY (reads below): columns c and c + 1 (when < cols) are inside
+        // `tile` and every x[t].
         let p = tp.add(c * tb);
-        if (c * tb).is_multiple_of(64) {
-            pf.ahead(p, 64);
-        }
-        let w = match E {
-            F32 => _mm512_loadu_ps(p as *const f32),
-            F16 => _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)),
-            _ => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(
-                p as *const __m256i,
-            )))),
-        };
+        pf.ahead(p, 2 * tb);
+        let w = column(p);
         for t in 0..N {
-            acc[t] = _mm512_fmadd_ps(w, _mm512_set1_ps(*xs[t].get_unchecked(c)), acc[t]);
+            even[t] = _mm512_fmadd_ps(w, _mm512_set1_ps(*xs[t].get_unchecked(c)), even[t]);
+        }
+        if c + 1 < cols {
+            let w = column(p.add(tb));
+            for t in 0..N {
+                odd[t] = _mm512_fmadd_ps(w, _mm512_set1_ps(*xs[t].get_unchecked(c + 1)), odd[t]);
+            }
         }
     }
     for t in 0..N {
-        _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);
+        _mm512_storeu_ps(out[t].as_mut_ptr(), _mm512_add_ps(even[t], odd[t]));
     }
 }
 
