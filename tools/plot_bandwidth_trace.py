@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Draws the output of memwall-kernels' `bandwidth_trace` example as an SVG line chart.
+"""Draws the output of memwall-perf's `bandwidth_trace` example as an SVG line chart.
 
-    cargo run --release -p memwall-kernels --example bandwidth_trace 2 60 200 > trace.txt
+    cargo run --release -p memwall-perf --example bandwidth_trace 2 60 200 > trace.txt
     tools/plot_bandwidth_trace.py trace.txt docs/bandwidth-trace.svg [--title TEXT]
 
 Each input line is `<seconds> s <GB/s> GB/s`. No dependencies beyond Python.

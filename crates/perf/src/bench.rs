@@ -15,8 +15,8 @@
 //!
 //! **Live MBU.** On a shared host the bandwidth a VM gets moves with its
 //! neighbours: on this project's Zen 5 VM a plain read at 2 threads moves
-//! between ~45 and ~80 GB/s within seconds (`examples/bandwidth_trace.rs`
-//! in memwall-kernels), so a probe taken once, before the tests, can be in
+//! between ~35 and ~80 GB/s within seconds (`examples/bandwidth_trace.rs`
+//! of this crate), so a probe taken once, before the tests, can be in
 //! the other phase than the test it is divided into. With a [`StreamRead`]
 //! the tests sample the bandwidth while they run: a tg test reads
 //! [`LIVE_BYTES`] with every thread before its first step, every
