@@ -1,9 +1,11 @@
 //! Hardware probes: the ceilings MBU and MFU are measured against.
 //!
 //! * **Bandwidth**: every thread of a [`ThreadPool`] sums its own contiguous
-//!   share of a buffer far larger than the caches (1 GiB: this machine's
-//!   hypervisor reports a 480 MiB L3), the
-//!   access pattern of a matmul streaming weight rows. Best of several passes,
+//!   share of a buffer far larger than the caches (1 GiB: the Xeon VM of
+//!   the project's first sessions reported a 480 MiB L3, the Zen 5 VM
+//!   32 MiB), the access pattern of a matmul streaming weight rows
+//!   ([`StreamRead`]; `memwall bench` also samples it during its tests,
+//!   [`crate::bench`]). Best of several passes,
 //!   in GB/s (10⁹ bytes per second), as STREAM and llama.cpp's analyses report.
 //! * **Compute**: a `[n_tokens = 128, 2048] · [2048, 2048]` matmul through
 //!   memwall's own kernels ([`memwall_kernels::matmul`]), with f32 weights
