@@ -11,7 +11,7 @@
 //!   SmolLM2-135M) in any element type, written as GGUF files with
 //!   llama.cpp's tensor names, metadata and a synthetic SentencePiece vocab,
 //!   so that llama.cpp's `llama-bench` runs on the identical bytes.
-//! * [`bench`] is the offline benchmark, the analogue of `llama-bench`:
+//! * [`mod@bench`] is the offline benchmark, the analogue of `llama-bench`:
 //!   `pp N` times a prefill of N tokens in one forward step, `tg N` times N
 //!   decode steps from an empty cache; the median of `r` runs gives tokens/s,
 //!   TTFT and TPOT, and the cost model ([`memwall_model::cost`]) turns times

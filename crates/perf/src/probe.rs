@@ -5,10 +5,10 @@
 //!   the project's first sessions reported a 480 MiB L3, the Zen 5 VM
 //!   32 MiB), the access pattern of a matmul streaming weight rows
 //!   ([`StreamRead`]; `memwall bench` also samples it during its tests,
-//!   [`crate::bench`]). Best of several passes,
+//!   [`mod@crate::bench`]). Best of several passes,
 //!   in GB/s (10⁹ bytes per second), as STREAM and llama.cpp's analyses report.
 //! * **Compute**: a `[n_tokens = 128, 2048] · [2048, 2048]` matmul through
-//!   memwall's own kernels ([`memwall_kernels::matmul`]), with f32 weights
+//!   memwall's own kernels ([`mod@memwall_kernels::matmul`]), with f32 weights
 //!   (the f32 peak, used for float models) and Q8_0 weights (int8 dot
 //!   products on 8-bit quantized activations, the peak of quantized models).
 //!   These are the kernels' achievable peaks, not the datasheet's.
