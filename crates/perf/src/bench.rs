@@ -167,9 +167,8 @@ pub fn time_test(
             }
         }
         sample(&mut samples);
-        samples.sort_by(f64::total_cmp);
         if rep > 0 {
-            runs.push(Run { time, bandwidth: live.map(|_| median(&samples)) });
+            runs.push(Run { time, bandwidth: live.map(|_| median(&mut samples)) });
         }
         progress();
     }
@@ -187,21 +186,23 @@ pub fn summarize(
 ) -> BenchResult {
     let n = test.n_tokens().max(1) as f64;
     let mut secs: Vec<f64> = runs.iter().map(|r| r.time.as_secs_f64()).collect();
-    secs.sort_by(f64::total_cmp);
-    let median_s = median(&secs);
+    let median_s = median(&mut secs);
     let tps: Vec<f64> = secs.iter().map(|s| n / s).collect();
     let mean = tps.iter().sum::<f64>() / tps.len().max(1) as f64;
     let var = tps.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / (tps.len().max(2) - 1) as f64;
     let run = test.cost(cost);
     let bandwidth = ceilings.map(|c| c.bandwidth);
     let peak_flops = ceilings.map(|c| if quantized { c.int8_flops } else { c.f32_flops });
-    // Live: each run against its own samples, then the median of the runs.
-    let live: Option<Vec<(f64, f64)>> =
-        runs.iter().map(|r| r.bandwidth.map(|bw| (bw, run.bytes / r.time.as_secs_f64() / bw))).collect();
-    let live_median = |pick: fn(&(f64, f64)) -> f64| {
-        let mut v: Vec<f64> = live.as_ref()?.iter().map(pick).collect();
-        v.sort_by(f64::total_cmp);
-        (!v.is_empty()).then(|| median(&v))
+    // Live: each run against its own samples, then the median of the runs
+    // (none unless every run was sampled).
+    let live: Option<(Vec<f64>, Vec<f64>)> = runs
+        .iter()
+        .map(|r| r.bandwidth.map(|bw| (bw, run.bytes / r.time.as_secs_f64() / bw)))
+        .collect::<Option<Vec<_>>>()
+        .map(|v| v.into_iter().unzip());
+    let (bandwidth_live, mbu_live) = match live {
+        Some((mut bw, mut mbu)) if !bw.is_empty() => (Some(median(&mut bw)), Some(median(&mut mbu))),
+        _ => (None, None),
     };
     BenchResult {
         test: test.name(),
@@ -219,12 +220,15 @@ pub fn summarize(
         mfu: peak_flops.map(|p| run.flops / median_s / p),
         bandwidth,
         peak_flops,
-        mbu_live: live_median(|l| l.1),
-        bandwidth_live: live_median(|l| l.0),
+        mbu_live,
+        bandwidth_live,
     }
 }
 
-fn median(sorted: &[f64]) -> f64 {
+/// The median of `v`, which it sorts.
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let sorted = &*v;
     match sorted.len() {
         0 => f64::NAN,
         n if n % 2 == 1 => sorted[n / 2],
@@ -267,7 +271,7 @@ mod tests {
 
     #[test]
     fn median_of_odd_and_even() {
-        assert_eq!(median(&[1.0, 2.0, 9.0]), 2.0);
-        assert_eq!(median(&[1.0, 2.0, 4.0, 9.0]), 3.0);
+        assert_eq!(median(&mut [1.0, 2.0, 9.0]), 2.0);
+        assert_eq!(median(&mut [9.0, 1.0, 4.0, 2.0]), 3.0);
     }
 }
